@@ -1,0 +1,170 @@
+"""The one configuration object of doublesparse.
+
+Every generator (RTL), model (golden, performance), test, CLI command and document takes its
+parameters from one frozen :class:`Config`. It is validated on construction: a bad value raises
+:class:`ConfigError` naming the field and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+
+__all__ = ["Config", "ConfigError", "DEFAULT"]
+
+
+class ConfigError(ValueError):
+    """A configuration field holds a value the design does not support."""
+
+    def __init__(self, field: str, value: object, why: str):
+        self.field = field
+        self.value = value
+        super().__init__(f"config field {field!r} = {value!r}: {why}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Parameters of one doublesparse build.
+
+    Parameters
+    ----------
+    join_width:
+        ``J``, channels per bitmap chunk: the width of a chunk's mask, of the engine's join
+        and of the bitmap / N:M record. One of 8, 16, 24, 32.
+    run_bits:
+        ``R``, width of the zero-run field of the run-length format (EIE uses 4). 1..6.
+    nm_n, nm_m:
+        The N:M structured format keeps at most ``nm_n`` nonzeros in every group of ``nm_m``
+        channels (2:4 by default). ``nm_m`` is 2, 4 or 8, ``1 <= nm_n < nm_m``, and ``nm_m``
+        divides ``join_width``.
+    data_width:
+        Width of weights and activations. Only 8 (int8) is supported.
+    acc_width:
+        Width of the PE accumulators (int32 by default).
+    pes:
+        ``P``, processing elements in the array.
+    multipliers:
+        ``M``, multipliers per PE: 1, 2 or 4.
+    queue_depth:
+        Depth of the per-PE input queues that decouple the PEs.
+    max_channels:
+        Largest channel count (first tensor axis) the hardware accepts; sizes the decoder's
+        position counters. 1..65535.
+    max_positions:
+        Largest number of positions (product of the other axes) in one image. 1..2**24.
+    """
+
+    join_width: int = 16
+    run_bits: int = 4
+    nm_n: int = 2
+    nm_m: int = 4
+    data_width: int = 8
+    acc_width: int = 32
+    pes: int = 4
+    multipliers: int = 2
+    queue_depth: int = 8
+    max_channels: int = 4096
+    max_positions: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ConfigError(f.name, v, "must be an int")
+
+        def need(name: str, ok: bool, why: str) -> None:
+            if not ok:
+                raise ConfigError(name, getattr(self, name), why)
+
+        need("join_width", self.join_width in (8, 16, 24, 32), "must be one of 8, 16, 24, 32")
+        need("run_bits", 1 <= self.run_bits <= 6,
+             "must be 1..6 (two 8+R-bit entries and 3 flag bits fill a 32-bit word)")
+        need("nm_m", self.nm_m in (2, 4, 8), "must be 2, 4 or 8")
+        need("nm_n", 1 <= self.nm_n < self.nm_m, f"must satisfy 1 <= N < M = {self.nm_m}")
+        need("nm_m", self.join_width % self.nm_m == 0,
+             f"must divide join_width = {self.join_width}")
+        need("nm_n", self.nm_meta_bytes <= 4,
+             f"N:M metadata of one {self.join_width}-channel record needs "
+             f"{self.nm_meta_bits} bits; at most 32 fit in the record's first word")
+        need("data_width", self.data_width == 8, "only int8 data (8) is supported")
+        need("acc_width", 16 <= self.acc_width <= 48, "must be 16..48")
+        need("pes", 1 <= self.pes <= 64, "must be 1..64")
+        need("multipliers", self.multipliers in (1, 2, 4), "must be 1, 2 or 4")
+        need("queue_depth", 1 <= self.queue_depth <= 256, "must be 1..256")
+        need("max_channels", 1 <= self.max_channels <= 65535, "must be 1..65535")
+        need("max_positions", 1 <= self.max_positions <= 1 << 24, "must be 1..2**24")
+
+    # -- derived quantities (never stored, so they cannot disagree) ---------------------
+    @property
+    def mask_bytes(self) -> int:
+        """Bytes of a bitmap record's mask (J / 8)."""
+        return self.join_width // 8
+
+    @property
+    def nm_pos_bits(self) -> int:
+        """Bits of one N:M position field (log2 M)."""
+        return (self.nm_m - 1).bit_length()
+
+    @property
+    def nm_groups(self) -> int:
+        """N:M groups in one full J-channel record."""
+        return self.join_width // self.nm_m
+
+    @property
+    def nm_meta_bits(self) -> int:
+        return self.nm_groups * self.nm_n * self.nm_pos_bits
+
+    @property
+    def nm_meta_bytes(self) -> int:
+        """Bytes of an N:M record's position metadata (rounded up to whole bytes)."""
+        return (self.nm_meta_bits + 7) // 8
+
+    # -- (de)serialisation ---------------------------------------------------------------
+    def replace(self, **changes: int) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> Config:
+        known = {f.name for f in fields(cls)}
+        for k in d:
+            if k not in known:
+                raise ConfigError(k, d[k], f"unknown field (known: {', '.join(sorted(known))})")
+        return cls(**d)  # type: ignore[arg-type]
+
+    @classmethod
+    def parse(cls, text: str | None) -> Config:
+        """Build a config from ``None`` (default), a JSON file path, a JSON object, or
+        comma-separated ``field=value`` pairs (e.g. ``join_width=8,multipliers=4``)."""
+        if not text:
+            return cls()
+        text = text.strip()
+        if text.startswith("{"):
+            return cls.from_dict(json.loads(text))
+        if "=" not in text:
+            with open(text) as f:
+                return cls.from_dict(json.load(f))
+        d: dict[str, object] = {}
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            k, sep, v = item.partition("=")
+            if not sep:
+                raise ConfigError(item, None, "expected field=value")
+            try:
+                d[k.strip()] = int(v, 0)
+            except ValueError:
+                raise ConfigError(k.strip(), v, "must be an int") from None
+        return cls.from_dict(d)
+
+    def key(self) -> str:
+        """A short stable name for this config, used for build folders."""
+        import hashlib
+
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+DEFAULT = Config()
