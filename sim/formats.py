@@ -204,6 +204,8 @@ def read_header(words: Sequence[int]) -> Header:
     w = [int(v) & MASK32 for v in words[:HEADER_WORDS]]
     if w[0] != MAGIC:
         raise FormatError(Err.BAD_MAGIC, f"word 0 is {w[0]:#010x}, expected {MAGIC:#010x}")
+    if sum(w) & MASK32:
+        raise FormatError(Err.BAD_HEADER, f"header checksum word {w[9]:#010x} is wrong")
     try:
         fmt = Fmt(w[1] & 0xFF)
     except ValueError:
@@ -220,8 +222,6 @@ def read_header(words: Sequence[int]) -> Header:
     npos = int(np.prod(shape[1:], dtype=np.int64)) if ndim > 1 else 1
     if w[7] != npos:
         raise FormatError(Err.BAD_HEADER, f"npos word is {w[7]}, shape {shape} gives {npos}")
-    if sum(w) & MASK32:
-        raise FormatError(Err.BAD_HEADER, f"header checksum word {w[9]:#010x} is wrong")
     return Header(fmt, (w[1] >> 8) & 0xFF, (w[1] >> 16) & 0xFF, (w[1] >> 24) & 0xFF,
                   shape, npos, w[8])
 

@@ -1,0 +1,241 @@
+"""The ``doublesparse`` command line.
+
+Subcommands: ``encode``, ``decode``, ``verilog``, ``bench``, ``demo``. Run
+``doublesparse <command> --help`` for the options of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..sim.config import Config, ConfigError
+from ..sim.formats import (
+    ERROR_MEANING,
+    Err,
+    Fmt,
+    FormatError,
+    chunks_to_tensor,
+    config_for_header,
+    decode,
+    encode,
+    is_nm,
+    prune_nm,
+    read_header,
+)
+
+SIMS = ("verilator", "icarus")
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = Config.parse(getattr(args, "config", None))
+    over = {}
+    for name in ("join_width", "run_bits", "nm_n", "nm_m"):
+        v = getattr(args, name, None)
+        if v is not None:
+            over[name] = v
+    return cfg.replace(**over) if over else cfg
+
+
+def _add_config(p: argparse.ArgumentParser, formats: bool = False) -> None:
+    p.add_argument("--config", metavar="CFG",
+                   help="config: a JSON file, a JSON object, or field=value[,field=value...] "
+                        "(default: the built-in config)")
+    if formats:
+        p.add_argument("--join-width", "-J", dest="join_width", type=int,
+                       help="J: channels per chunk / bitmap group (8, 16, 24, 32)")
+        p.add_argument("--run-bits", "-R", dest="run_bits", type=int,
+                       help="R: zero-run field width of the rle format (1..6)")
+        p.add_argument("--n", dest="nm_n", type=int, help="N of the N:M format")
+        p.add_argument("--m", dest="nm_m", type=int, help="M of the N:M format")
+
+
+def read_image(path: str) -> np.ndarray:
+    data = Path(path).read_bytes()
+    if len(data) % 4:
+        raise CliError(f"{path}: {len(data)} bytes is not a whole number of 32-bit words")
+    return np.frombuffer(data, dtype="<u4").astype(np.uint32)
+
+
+def write_image(path: str, img: np.ndarray) -> None:
+    Path(path).write_bytes(np.asarray(img, dtype="<u4").tobytes())
+
+
+def _load_tensor(path: str) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CliError(f"cannot read {path}: {e}") from None
+    if not np.issubdtype(x.dtype, np.integer):
+        raise CliError(f"{path}: dtype {x.dtype} is not an integer type (int8 expected)")
+    return x
+
+
+# ---------------------------------------------------------------------------------------
+def cmd_encode(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    x = _load_tensor(args.input)
+    fmt = Fmt.from_name(args.format)
+    if fmt == Fmt.NM and not is_nm(x, cfg.nm_n, cfg.nm_m):
+        if not args.prune:
+            raise CliError(f"{args.input} is not {cfg.nm_n}:{cfg.nm_m} sparse along axis 0; "
+                           f"pass --prune to keep the {cfg.nm_n} largest of every {cfg.nm_m}")
+        x = prune_nm(x, cfg.nm_n, cfg.nm_m)
+    img = encode(x, fmt, cfg)
+    write_image(args.out, img)
+    dense = x.size
+    print(f"{args.format}: shape {tuple(x.shape)}, {np.count_nonzero(x)} nonzeros "
+          f"(density {np.count_nonzero(x) / x.size:.3f}); image {len(img)} words = "
+          f"{4 * len(img)} bytes vs {dense} dense int8 bytes: ratio {dense / (4 * len(img)):.2f}x"
+          f" -> {args.out}")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    img = read_image(args.input)
+    if not args.rtl:
+        try:
+            x = decode(img)
+        except FormatError as e:
+            print(f"error: {args.input}: {e}\n  meaning: {ERROR_MEANING[e.code]}",
+                  file=sys.stderr)
+            return 3
+        np.save(args.out, x)
+        print(f"decoded {args.input} (software): shape {tuple(x.shape)} -> {args.out}")
+        return 0
+
+    from ..tb.runner import run_decoder_rtl
+
+    base = _config(args)
+    try:
+        header = read_header(img)
+        cfg = config_for_header(header, base)
+    except (FormatError, ConfigError):
+        header, cfg = None, base  # let the hardware judge the header
+    t0 = time.time()
+    print(f"decode --rtl: {len(img)} words through the RTL decoder under {args.sim} "
+          f"(J={cfg.join_width}) ...", flush=True)
+    res = run_decoder_rtl(cfg, [int(w) for w in img], [False] * (len(img) - 1) + [True],
+                          sim=args.sim, waves=args.waves, check=False)
+    err = res.errors[0] if res.errors else None
+    if res.hung or err is None:
+        print(f"error: the RTL decoder did not finish (hung); build: {res.build_dir}",
+              file=sys.stderr)
+        return 4
+    if err != Err.OK:
+        print(f"error: RTL decoder reported {err.name} (code {int(err)}) after "
+              f"{res.cycles} cycles\n  meaning: {ERROR_MEANING[err]}", file=sys.stderr)
+        if res.wave_file:
+            print(f"  waveform: {res.wave_file}", file=sys.stderr)
+        return 3
+    assert header is not None
+    x = chunks_to_tensor(res.chunks, header.shape, cfg.join_width)
+    ref = decode(img, cfg)
+    if not np.array_equal(x, ref):
+        diff = np.argwhere(x != ref)[:5]
+        print(f"error: RTL output differs from the software decoder at {diff.tolist()}",
+              file=sys.stderr)
+        return 5
+    np.save(args.out, x)
+    print(f"decoded {args.input} (RTL, {args.sim}): shape {tuple(x.shape)}, "
+          f"{len(res.chunks)} chunks in {res.cycles} cycles "
+          f"({time.time() - t0:.1f} s); matches the software decoder -> {args.out}")
+    return 0
+
+
+def cmd_verilog(args: argparse.Namespace) -> int:
+    from ..tb.runner import write_verilog
+
+    cfg = _config(args)
+    write_verilog(args.block, cfg, args.out)
+    print(f"wrote {args.block} Verilog for config {cfg.key()} -> {args.out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_decoder
+
+    cfg = _config(args)
+    if args.what == "decoder":
+        rows = bench_decoder(cfg, sim=args.sim, seed=args.seed, quick=args.quick)
+    else:  # pragma: no cover - argparse restricts the choices
+        raise CliError(f"unknown benchmark {args.what!r}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+        print(f"wrote {len(rows)} rows -> {args.json}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    return demo(_config(args), sim=args.sim, seed=args.seed)
+
+
+# ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="doublesparse", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    e = sub.add_parser("encode", help="compress an int8 .npy tensor into a memory image")
+    e.add_argument("--format", required=True, choices=[f.label for f in Fmt])
+    e.add_argument("--input", required=True, help="int8 tensor (.npy), channels first")
+    e.add_argument("--out", required=True, help="image file (little-endian 32-bit words)")
+    e.add_argument("--prune", action="store_true",
+                   help="nm: prune the tensor to N:M by magnitude first")
+    _add_config(e, formats=True)
+    e.set_defaults(func=cmd_encode)
+
+    d = sub.add_parser("decode", help="decode a memory image back to a .npy tensor")
+    d.add_argument("--input", required=True)
+    d.add_argument("--out", required=True)
+    d.add_argument("--rtl", action="store_true",
+                   help="run the image through the RTL decoder in simulation")
+    d.add_argument("--sim", choices=SIMS, default="verilator")
+    d.add_argument("--waves", action="store_true", help="dump a waveform of the RTL run")
+    _add_config(d)
+    d.set_defaults(func=cmd_decode)
+
+    v = sub.add_parser("verilog", help="emit Verilog for a block")
+    v.add_argument("--block", choices=["decoder"], default="decoder")
+    v.add_argument("--out", required=True)
+    _add_config(v)
+    v.set_defaults(func=cmd_verilog)
+
+    b = sub.add_parser("bench", help="benchmarks that print measured figures")
+    b.add_argument("what", choices=["decoder"])
+    b.add_argument("--sim", choices=("amaranth",) + SIMS, default="verilator")
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--quick", action="store_true", help="smaller tensors")
+    b.add_argument("--json", help="also write the rows as JSON")
+    _add_config(b)
+    b.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("demo", help="the main job: every format through the RTL decoder")
+    m.add_argument("--sim", choices=SIMS, default="verilator")
+    m.add_argument("--seed", type=int, default=2026)
+    _add_config(m)
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, ConfigError, FormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
