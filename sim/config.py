@@ -53,6 +53,10 @@ class Config:
         position counters. 1..65535.
     max_positions:
         Largest number of positions (product of the other axes) in one image. 1..2**24.
+    max_reduction:
+        Longest accumulation (channels of one dot product, C x R x S for a convolution) the
+        PE accepts. ``acc_width`` must hold ``max_reduction`` products of -128 x -128, so a
+        supported accumulation can never overflow; a longer one is flagged as an error.
     """
 
     join_width: int = 16
@@ -66,6 +70,7 @@ class Config:
     queue_depth: int = 8
     max_channels: int = 4096
     max_positions: int = 1 << 20
+    max_reduction: int = 65536
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -91,11 +96,29 @@ class Config:
         need("acc_width", 16 <= self.acc_width <= 48, "must be 16..48")
         need("pes", 1 <= self.pes <= 64, "must be 1..64")
         need("multipliers", self.multipliers in (1, 2, 4), "must be 1, 2 or 4")
+        need("multipliers", self.join_width >= 8 * self.multipliers,
+             f"needs join_width >= {8 * self.multipliers} (is {self.join_width}): the PE "
+             f"scans one J-channel chunk a cycle, and J >= 8 x multipliers keeps scanning "
+             f"from dominating while pairs are at least 1 in 8 channels")
+        need("max_reduction", 1 <= self.max_reduction <= 1 << 24, "must be 1..2**24")
+        need("acc_width", self.acc_width >= self.acc_bits_needed,
+             f"cannot hold {self.max_reduction} products of -128 x -128 "
+             f"(max_reduction); needs {self.acc_bits_needed} bits")
         need("queue_depth", 1 <= self.queue_depth <= 256, "must be 1..256")
         need("max_channels", 1 <= self.max_channels <= 65535, "must be 1..65535")
         need("max_positions", 1 <= self.max_positions <= 1 << 24, "must be 1..2**24")
 
     # -- derived quantities (never stored, so they cannot disagree) ---------------------
+    @property
+    def acc_bits_needed(self) -> int:
+        """Signed bits that hold any sum of ``max_reduction`` int8 x int8 products."""
+        return (128 * 128 * self.max_reduction).bit_length() + 1
+
+    @property
+    def max_chunks(self) -> int:
+        """Chunks in the longest accepted accumulation."""
+        return -(-self.max_reduction // self.join_width)
+
     @property
     def mask_bytes(self) -> int:
         """Bytes of a bitmap record's mask (J / 8)."""

@@ -226,9 +226,18 @@ def read_header(words: Sequence[int]) -> Header:
                   shape, npos, w[8])
 
 
+def _fmt_config(**fmt_params: int) -> Config:
+    """A config that only validates format parameters (the PE fields set to fit any J)."""
+    return Config(multipliers=1, **fmt_params)
+
+
 def config_for_header(h: Header, base: Config | None = None) -> Config:
-    """The decoder config that an image's header asks for (other fields from ``base``)."""
+    """The decoder config that an image's header asks for (other fields from ``base``; the
+    multiplier count is lowered if the image's J is too narrow for it)."""
     base = base or Config(max_channels=65535, max_positions=1 << 24)
+    jw = h.join_width if h.fmt != Fmt.RLE else base.join_width
+    mult = max(m for m in (1, 2, 4) if m <= max(1, jw // 8) and m <= base.multipliers)
+    base = base.replace(multipliers=mult) if mult != base.multipliers else base
     if h.fmt == Fmt.BITMAP:
         return base.replace(join_width=h.join_width)
     if h.fmt == Fmt.RLE:
@@ -280,7 +289,7 @@ def chunks_to_tensor(chunks: Sequence[Chunk], shape: Sequence[int],
 
 
 def encode_bitmap(x: np.ndarray, join_width: int = 16) -> np.ndarray:
-    cfg = Config(join_width=join_width)
+    cfg = _fmt_config(join_width=join_width)
     x = _as_int8(x)
     body: list[int] = []
     for ch in to_chunks(x, cfg.join_width):
@@ -305,7 +314,7 @@ def _rle_entries(v: np.ndarray, run_bits: int) -> list[tuple[int, int]]:
 
 
 def encode_rle(x: np.ndarray, run_bits: int = 4) -> np.ndarray:
-    cfg = Config(run_bits=run_bits)
+    cfg = _fmt_config(run_bits=run_bits)
     x = _as_int8(x)
     ew = 8 + cfg.run_bits
     body: list[int] = []
@@ -338,7 +347,7 @@ def is_nm(x: np.ndarray, n: int = 2, m: int = 4) -> bool:
 def prune_nm(x: np.ndarray, n: int = 2, m: int = 4) -> np.ndarray:
     """Keep the ``n`` largest-magnitude values of every group of ``m`` channels (ties: the
     lower channel wins), zeroing the rest. Returns a new array of the same shape and dtype."""
-    Config(nm_n=n, nm_m=m, join_width=16 if 16 % m == 0 else 8)
+    _fmt_config(nm_n=n, nm_m=m, join_width=8 * m if m < 8 else 16)
     x = np.asarray(x)
     c = x.shape[0]
     vecs = _vectors(x)
@@ -354,7 +363,7 @@ def prune_nm(x: np.ndarray, n: int = 2, m: int = 4) -> np.ndarray:
 
 
 def encode_nm(x: np.ndarray, n: int = 2, m: int = 4, join_width: int = 16) -> np.ndarray:
-    cfg = Config(nm_n=n, nm_m=m, join_width=join_width)
+    cfg = _fmt_config(nm_n=n, nm_m=m, join_width=join_width)
     x = _as_int8(x)
     c = x.shape[0]
     pb = cfg.nm_pos_bits

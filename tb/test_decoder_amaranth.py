@@ -15,7 +15,7 @@ from doublesparse.tb.amaranth_harness import run_decoder
 from doublesparse.tb.stimulus import FORMATS, fuzz_image, random_image, stream_of
 
 SEED = int(os.environ.get("DS_SEED", "7"))
-CONFIGS = [Config(), Config(join_width=8, run_bits=2, nm_n=1, nm_m=2),
+CONFIGS = [Config(), Config(join_width=8, run_bits=2, nm_n=1, nm_m=2, multipliers=1),
            Config(join_width=32, run_bits=6, nm_n=1, nm_m=4)]
 WAVES = Path(__file__).resolve().parent.parent / "build" / "waves"
 

@@ -26,7 +26,7 @@ from doublesparse.tb.stimulus import FORMATS, fix_checksum, random_tensor
 SEED = 20261125
 DENSITIES = (0.0, 0.05, 0.3, 0.7, 1.0)
 SHAPES = [(1,), (5,), (16,), (17, 3), (16, 2, 2), (33, 1, 3, 2), (64,), (40, 5)]
-CONFIGS = [Config(), Config(join_width=8, run_bits=2, nm_n=1, nm_m=2),
+CONFIGS = [Config(), Config(join_width=8, run_bits=2, nm_n=1, nm_m=2, multipliers=1),
            Config(join_width=24, run_bits=6, nm_n=3, nm_m=8),
            Config(join_width=32, run_bits=1, nm_n=1, nm_m=4)]
 
@@ -160,14 +160,15 @@ def test_header_checksum_and_shape() -> None:
 
 
 def test_wrong_config_is_bad_format() -> None:
-    img = encode(np.ones(20, np.int8), "bitmap", Config(join_width=8))
+    img = encode(np.ones(20, np.int8), "bitmap", Config(join_width=8, multipliers=1))
     r = parse_image(img, Config(join_width=16))
     assert r.error == Err.BAD_FORMAT and r.error_word == 1 and not r.chunks
 
 
 @pytest.mark.parametrize("field, value", [
     ("join_width", 12), ("run_bits", 0), ("run_bits", 7), ("nm_m", 3), ("nm_n", 4),
-    ("multipliers", 3), ("pes", 0), ("data_width", 16), ("max_channels", 0),
+    ("multipliers", 3), ("multipliers", 4), ("pes", 0), ("data_width", 16),
+    ("max_channels", 0), ("acc_width", 24), ("max_reduction", 0),
 ])
 def test_config_errors_name_field(field: str, value: int) -> None:
     with pytest.raises(ConfigError, match=f"'{field}' = {value}"):
@@ -175,8 +176,8 @@ def test_config_errors_name_field(field: str, value: int) -> None:
 
 
 def test_config_parse() -> None:
-    assert Config.parse("join_width=8,nm_m=2,nm_n=1").join_width == 8
-    assert Config.parse('{"multipliers": 4}').multipliers == 4
+    assert Config.parse("join_width=8,nm_m=2,nm_n=1,multipliers=1").join_width == 8
+    assert Config.parse('{"multipliers": 4, "join_width": 32}').multipliers == 4
     with pytest.raises(ConfigError, match="unknown field"):
         Config.parse("bogus=1")
     with pytest.raises(ConfigError, match="must be an int"):
