@@ -62,3 +62,84 @@ def bench_decoder(cfg: Config, sim: str = "verilator", seed: int = 1,
     worst = max(r["cycles_over_bound"] for r in rows)
     print(f"worst cycles/bound: {worst:.3f} (1.000 = one word or one chunk every cycle)")
     return rows
+
+
+PE_DENSITIES = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+def pe_segments(cfg: Config, rng: np.random.Generator, dens: list[tuple[float, float]],
+                length: int, n_vec: int):
+    """One benchmark segment per (d_w, d_a): ``n_vec`` random dot products of ``length``."""
+    from ..sim.pe_model import pe_chunks, pe_golden
+    from ..tb.stimulus import random_tensor
+
+    segs, meta = [], []
+    for dw, da in dens:
+        ws = [random_tensor(rng, (length,), dw) for _ in range(n_vec)]
+        as_ = [random_tensor(rng, (length,), da) for _ in range(n_vec)]
+        wc, ac = pe_chunks(ws, cfg), pe_chunks(as_, cfg)
+        gold = pe_golden(ws, as_, cfg)
+        pairs = sum(int(np.count_nonzero((w != 0) & (a != 0))) for w, a in zip(ws, as_,
+                                                                                strict=True))
+        segs.append({"w": [[c.mask, list(c.values), c.last] for c in wc],
+                     "a": [[c.mask, list(c.values), c.last] for c in ac],
+                     "n_results": n_vec, "expected": [[v, int(e)] for v, e in gold]})
+        meta.append({"d_w": dw, "d_a": da, "pairs": pairs, "chunks": len(wc),
+                     "wc": wc, "ac": ac})
+    return segs, meta
+
+
+def bench_pe(base: Config, sim: str = "verilator", seed: int = 1, quick: bool = False,
+             length: int = 256) -> list[dict]:
+    """Measured PE cycles against the bound for each multiplier count and density pair.
+
+    Each row streams ``n_vec`` dot products of ``length`` channels back to back through the
+    RTL PE (no stalls); the bound is max(ceil(pairs / M), chunk pairs) + the 4-cycle
+    pipeline latency: one chunk pair enters per cycle and M products leave per cycle.
+    """
+    from ..sim.pe_model import pe_bound, pe_cycles
+    from ..tb.runner import run_cocotb
+
+    n_vec = 8 if quick else 32
+    dens = [(dw, da) for dw in PE_DENSITIES for da in PE_DENSITIES]
+    if quick:
+        dens = [(0.05, 0.05), (0.25, 0.5), (0.5, 0.5), (1.0, 1.0)]
+    rows = []
+    print(f"PE benchmark: {n_vec} dot products of length {length} per row, RTL under {sim}, "
+          f"seed {seed}; bound = max(ceil(pairs/M), chunk pairs) + 4")
+    hdr = (f"{'M':>2} {'J':>3} {'d_w':>5} {'d_a':>5} {'pairs':>6} {'chunks':>6} {'cycles':>7} "
+           f"{'bound':>6} {'ratio':>6} {'cyc/ideal':>9} {'model':>6} {'util':>5}")
+    for mult in (1, 2, 4):
+        cfg = base.replace(multipliers=mult, join_width=max(base.join_width, 8 * mult))
+        rng = np.random.default_rng(seed + mult)
+        segs, meta = pe_segments(cfg, rng, dens, length, n_vec)
+        print(f"\nM = {mult}, J = {cfg.join_width}: simulating {len(segs)} rows ...",
+              flush=True)
+        res = run_cocotb("pe", cfg, sim, "doublesparse.tb.cocotb_pe",
+                         {"segments": segs, "p_w": 1.0, "p_a": 1.0, "p_ready": 1.0,
+                          "seed": seed})
+        print(hdr)
+        for mt, r in zip(meta, res["segments"], strict=True):
+            bound = pe_bound(mt["pairs"], mt["chunks"], cfg)
+            ideal = -(-mt["pairs"] // mult)
+            model = pe_cycles(mt["wc"], mt["ac"], cfg).cycles
+            row = {"multipliers": mult, "join_width": cfg.join_width, "d_w": mt["d_w"],
+                   "d_a": mt["d_a"], "length": length, "vectors": n_vec,
+                   "cycles": r["cycles"], "pairs": mt["pairs"], "chunks": mt["chunks"],
+                   "bound": bound, "ratio": r["cycles"] / bound,
+                   "cycles_over_ideal": r["cycles"] / max(ideal, 1),
+                   "model_cycles": model,
+                   "utilization": mt["pairs"] / (mult * r["cycles"]),
+                   "macs": r["counters"]["macs"], "idle_slots": r["counters"]["idle_slots"],
+                   "empty_pairs": r["counters"]["empty_pairs"]}
+            rows.append(row)
+            print(f"{mult:2d} {cfg.join_width:3d} {mt['d_w']:5.2f} {mt['d_a']:5.2f} "
+                  f"{mt['pairs']:6d} {mt['chunks']:6d} {r['cycles']:7d} {bound:6d} "
+                  f"{row['ratio']:6.3f} {row['cycles_over_ideal']:9.2f} {model:6d} "
+                  f"{row['utilization']:5.2f}", flush=True)
+    worst = max(r["ratio"] for r in rows)
+    dense_rows = [r for r in rows if r["pairs"] / (r["length"] * r["vectors"]) >= 1 / 8]
+    worst_dense = max((r["cycles_over_ideal"] for r in dense_rows), default=0.0)
+    print(f"\nworst ratio cycles/bound: {worst:.3f} (target <= 1.10); worst cycles / "
+          f"ceil(pairs/M) where pairs/length >= 1/8: {worst_dense:.3f} (target <= 1.25)")
+    return rows

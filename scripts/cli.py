@@ -162,13 +162,15 @@ def cmd_verilog(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_decoder
+    from .bench import bench_decoder, bench_pe
 
     cfg = _config(args)
     if args.what == "decoder":
         rows = bench_decoder(cfg, sim=args.sim, seed=args.seed, quick=args.quick)
-    else:  # pragma: no cover - argparse restricts the choices
-        raise CliError(f"unknown benchmark {args.what!r}")
+    else:
+        if args.sim == "amaranth":
+            raise CliError("bench pe runs the emitted Verilog: use --sim verilator or icarus")
+        rows = bench_pe(cfg, sim=args.sim, seed=args.seed, quick=args.quick)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
         print(f"wrote {len(rows)} rows -> {args.json}")
@@ -206,13 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_decode)
 
     v = sub.add_parser("verilog", help="emit Verilog for a block")
-    v.add_argument("--block", choices=["decoder"], default="decoder")
+    v.add_argument("--block", choices=["decoder", "pe"], default="decoder")
     v.add_argument("--out", required=True)
     _add_config(v)
     v.set_defaults(func=cmd_verilog)
 
     b = sub.add_parser("bench", help="benchmarks that print measured figures")
-    b.add_argument("what", choices=["decoder"])
+    b.add_argument("what", choices=["decoder", "pe"])
     b.add_argument("--sim", choices=("amaranth",) + SIMS, default="verilator")
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--quick", action="store_true", help="smaller tensors")
