@@ -416,8 +416,10 @@ class Decoder(wiring.Component):
         m.d.comb += [
             new_mask.eq(Mux(nx0, (Const(1, J) << (rel0 - J)[0:5])[0:J], 0)
                         | Mux(nx1, (Const(1, J) << (rel1 - J)[0:5])[0:J], 0)),
-            new_vals[0].eq(Mux(nx0, val0, Mux(nx1, val1, 0))),
-            new_vals[1].eq(Mux(nx0 & nx1, val1, 0)),
+            # assign every lane: bits a design never drives come out of the Verilog
+            # backend undriven (X under Icarus)
+            new_vals.eq(Cat(Mux(nx0, val0, Mux(nx1, val1, 0)), Mux(nx0 & nx1, val1, 0),
+                            Const(0, 8 * (J - 2)))),
         ]
         new_k = nx0 + nx1
         fwd = (v0 & (cls0 != 0)) | (v1 & (cls1 != 0))
