@@ -127,13 +127,20 @@ class PE(wiring.Component):
         done0 = Signal(J)                 # head pair: match bits already multiplied
 
         # ------------------------------------------------------------ join + unpack
+        def prefix_counts(bits, width, name):
+            """Signals pc[i] = number of set bits below i (materialised, so that every
+            use shares one adder chain)."""
+            pc = [Signal(range(width + 1), name=f"{name}{i}") for i in range(width + 1)]
+            for i in range(width):
+                m.d.comb += pc[i + 1].eq(pc[i] + bits[i])
+            return pc
+
         def unpack(mask, vals, name):
             lanes = Signal(data.ArrayLayout(signed(8), J), name=name)
-            pc = 0
+            pc = prefix_counts(mask, J, f"{name}_pc")
             for i in range(J):
                 src = Array([vals[j] for j in range(i + 1)])
-                m.d.comb += lanes[i].eq(Mux(mask[i], src[pc], 0))
-                pc = pc + mask[i]
+                m.d.comb += lanes[i].eq(Mux(mask[i], src[pc[i]], 0))
             return lanes
 
         wd = unpack(self.w.payload.mask, self.w.payload.values, "w_dense")
@@ -186,13 +193,12 @@ class PE(wiring.Component):
         use1 = v1 & ~e0.last
         avail = Cat(Mux(v0, match0, 0), Mux(use1, match1, 0))
         onehot = [[Signal(name=f"sel{k}_{i}") for i in range(2 * J)] for k in range(M)]
-        pre = 0
+        pre = prefix_counts(avail, 2 * J, "win_pc")
         for i in range(2 * J):
             for k in range(M):
-                m.d.comb += onehot[k][i].eq(avail[i] & (pre == k))
-            pre = pre + avail[i]
+                m.d.comb += onehot[k][i].eq(avail[i] & (pre[i] == k))
         nsel = Signal(range(M + 1))
-        m.d.comb += nsel.eq(Mux(pre > M, M, pre))
+        m.d.comb += nsel.eq(Mux(pre[2 * J] > M, M, pre[2 * J]))
         sel = Signal(2 * J)
         m.d.comb += sel.eq(Cat(*[_or([onehot[k][i] for k in range(M)]) for i in range(2 * J)]))
         consumed0 = v0 & ((match0 & ~sel[:J]) == 0)
