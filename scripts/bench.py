@@ -145,3 +145,26 @@ def bench_pe(base: Config, sim: str = "verilator", seed: int = 1, quick: bool = 
     print(f"\nworst ratio cycles/bound: {worst:.3f} (target <= 1.10); worst cycles / "
           f"ceil(pairs/M) where pairs/length >= 1/8: {worst_dense:.3f} (target <= 1.25)")
     return rows
+
+
+def pe_dot_rtl(cfg: Config, w_rows: list[np.ndarray], a_rows: list[np.ndarray],
+               sim: str = "verilator", p_stall: float = 1.0, seed: int = 0) -> dict:
+    """Run dot products w_rows[k] . a_rows[k] through the RTL PE; the testbench checks every
+    result against ``pe_golden``. Returns results, cycles, counters and the bound."""
+    from ..sim.pe_model import pe_bound, pe_chunks, pe_cycles, pe_golden
+    from ..tb.runner import run_cocotb
+
+    wc, ac = pe_chunks(w_rows, cfg), pe_chunks(a_rows, cfg)
+    gold = pe_golden(w_rows, a_rows, cfg)
+    segs = [{"w": [[c.mask, list(c.values), c.last] for c in wc],
+             "a": [[c.mask, list(c.values), c.last] for c in ac],
+             "n_results": len(w_rows), "expected": [[v, int(e)] for v, e in gold]}]
+    r = run_cocotb("pe", cfg, sim, "doublesparse.tb.cocotb_pe",
+                   {"segments": segs, "p_w": p_stall, "p_a": p_stall, "p_ready": p_stall,
+                    "seed": seed})["segments"][0]
+    pairs = sum(int(np.count_nonzero((w != 0) & (a != 0)))
+                for w, a in zip(w_rows, a_rows, strict=True))
+    return {"results": [v for v, _ in r["results"]], "flags": [e for _, e in r["results"]],
+            "golden": [v for v, _ in gold], "cycles": r["cycles"], "counters": r["counters"],
+            "pairs": pairs, "chunks": len(wc), "bound": pe_bound(pairs, len(wc), cfg),
+            "model_cycles": pe_cycles(wc, ac, cfg).cycles}

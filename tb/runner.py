@@ -45,12 +45,23 @@ def _component(block: str, cfg: Config):
     raise ValueError(f"unknown block {block!r}: expected one of {', '.join(BLOCKS)}")
 
 
+# Amaranth's Verilog widens and truncates operands implicitly (its semantics define the
+# widths) and leaves unreachable case values out; these waivers keep `verilator --lint-only`
+# quiet about exactly those three classes and nothing else.
+LINT_WAIVERS = ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE")
+
+
 def verilog_for(block: str, cfg: Config) -> str:
-    """Verilog text of ``block`` (top module named after the block)."""
+    """Verilog text of ``block`` (top module named after the block), with a header naming
+    the config it was generated for."""
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from amaranth.back import verilog
 
-    return verilog.convert(_component(block, cfg), name=block, emit_src=False)
+    text = verilog.convert(_component(block, cfg), name=block, emit_src=False)
+    head = [f"// doublesparse {block}: generated from Amaranth, config {cfg.key()}",
+            f"// {json.dumps(cfg.to_dict(), sort_keys=True)}"]
+    head += [f"/* verilator lint_off {w} */" for w in LINT_WAIVERS]
+    return "\n".join(head) + "\n" + text
 
 
 def write_verilog(block: str, cfg: Config, path: str | os.PathLike) -> Path:
