@@ -43,6 +43,11 @@ def _config(args: argparse.Namespace) -> Config:
         v = getattr(args, name, None)
         if v is not None:
             over[name] = v
+    if "join_width" in over and "multipliers" not in over:
+        # a narrower J on the command line lowers the multiplier count to fit (J >= 8 M)
+        over["multipliers"] = max(m for m in (1, 2, 4)
+                                  if m <= max(1, over["join_width"] // 8)
+                                  and m <= cfg.multipliers)
     return cfg.replace(**over) if over else cfg
 
 

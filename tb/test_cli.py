@@ -110,3 +110,13 @@ def test_dot_through_pe(tmp_path: Path, capsys) -> None:
                  str(tmp_path / "a.npy"), "--stall", "--sim", SIMS[0],
                  "--out", str(tmp_path / "y.npy")]) == 0
     assert np.load(tmp_path / "y.npy").tolist() == (w.astype(np.int64) @ a).tolist()
+
+
+def test_encode_narrow_j_lowers_multipliers(tmp_path: Path) -> None:
+    x = random_tensor(np.random.default_rng(SEED), (30, 7), 0.5)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["encode", "--format", "bitmap", "-J", "8", "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "x.bin")]) == 0
+    assert main(["decode", "--input", str(tmp_path / "x.bin"),
+                 "--out", str(tmp_path / "y.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "y.npy"), x)
