@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_decode)
 
     v = sub.add_parser("verilog", help="emit Verilog for a block")
-    v.add_argument("--block", choices=["decoder", "pe"], default="decoder")
+    v.add_argument("--block", choices=["decoder", "pe", "engine"], default="decoder")
     v.add_argument("--out", required=True)
     _add_config(v)
     v.set_defaults(func=cmd_verilog)

@@ -53,6 +53,11 @@ class Config:
         position counters. 1..65535.
     max_positions:
         Largest number of positions (product of the other axes) in one image. 1..2**24.
+    max_filters:
+        Most output channels (K) of a layer the engine takes. 1..4096.
+    act_mem_chunks, wgt_mem_chunks, out_mem_words:
+        Depths of the engine's on-chip memories: activation chunks (shared), weight chunks
+        (per PE), output words.
     max_reduction:
         Longest accumulation (channels of one dot product, C x R x S for a convolution) the
         PE accepts. ``acc_width`` must hold ``max_reduction`` products of -128 x -128, so a
@@ -71,6 +76,10 @@ class Config:
     max_channels: int = 4096
     max_positions: int = 1 << 20
     max_reduction: int = 65536
+    max_filters: int = 256
+    act_mem_chunks: int = 4096
+    wgt_mem_chunks: int = 1024
+    out_mem_words: int = 16384
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -101,6 +110,9 @@ class Config:
              f"scans one J-channel chunk a cycle, and J >= 8 x multipliers keeps scanning "
              f"from dominating while pairs are at least 1 in 8 channels")
         need("max_reduction", 1 <= self.max_reduction <= 1 << 24, "must be 1..2**24")
+        need("max_filters", 1 <= self.max_filters <= 4096, "must be 1..4096")
+        for name in ("act_mem_chunks", "wgt_mem_chunks", "out_mem_words"):
+            need(name, 16 <= getattr(self, name) <= 1 << 20, "must be 16..2**20")
         need("acc_width", self.acc_width >= self.acc_bits_needed,
              f"cannot hold {self.max_reduction} products of -128 x -128 "
              f"(max_reduction); needs {self.acc_bits_needed} bits")

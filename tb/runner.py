@@ -30,7 +30,7 @@ __all__ = ["BLOCKS", "SIMS", "verilog_for", "write_verilog", "sim_env", "build",
            "run_decoder_rtl", "RTLRun", "build_root"]
 
 SIMS = ("verilator", "icarus")
-BLOCKS = ("decoder", "pe")
+BLOCKS = ("decoder", "pe", "engine")
 
 
 def _component(block: str, cfg: Config):
@@ -42,6 +42,10 @@ def _component(block: str, cfg: Config):
         from ..rtl.pe import PE
 
         return PE(cfg)
+    if block == "engine":
+        from ..rtl.engine import Engine
+
+        return Engine(cfg)
     raise ValueError(f"unknown block {block!r}: expected one of {', '.join(BLOCKS)}")
 
 
@@ -51,13 +55,35 @@ def _component(block: str, cfg: Config):
 LINT_WAIVERS = ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE")
 
 
+_INIT = "\\doublesparse$init "
+
+
+def _time0_trigger(text: str) -> str:
+    """Make every `always @*` block run once at time 0 in event-driven simulators.
+
+    Icarus starts a combinational block only on an event at one of its inputs; a block
+    whose inputs hold their initial values until the first job (a PE fed by registers of
+    its parent, say) would leave its outputs X. Each module gets a register that changes
+    once at time 0 (`#0`, after every block is waiting) and every `always @*` block is
+    made sensitive to it. Verilator evaluates all logic at start-up and skips the delay."""
+    out = []
+    for line in text.splitlines():
+        out.append(line)
+        if line.startswith("module "):
+            out += [f"  reg {_INIT}= 1'b0;", "`ifndef VERILATOR",
+                    f"  initial #0 {_INIT}= 1'b1;", "`endif"]
+        elif line.strip() == "always @* begin":
+            out.append(f"    if ({_INIT}) begin end")
+    return "\n".join(out) + "\n"
+
+
 def verilog_for(block: str, cfg: Config) -> str:
     """Verilog text of ``block`` (top module named after the block), with a header naming
     the config it was generated for."""
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     from amaranth.back import verilog
 
-    text = verilog.convert(_component(block, cfg), name=block, emit_src=False)
+    text = _time0_trigger(verilog.convert(_component(block, cfg), name=block, emit_src=False))
     head = [f"// doublesparse {block}: generated from Amaranth, config {cfg.key()}",
             f"// {json.dumps(cfg.to_dict(), sort_keys=True)}"]
     head += [f"/* verilator lint_off {w} */" for w in LINT_WAIVERS]
@@ -218,3 +244,22 @@ def run_decoder_rtl(cfg: Config, words: list[int], lasts: list[bool], *,
                   errors=[Err(e) for e in r["errors"]], cycles=r["cycles"],
                   in_words=r["in_words"], hung=r["hung"], build_dir=r["build_dir"],
                   wave_file=r["wave_file"])
+
+
+def engine_run_dict(job, cfg: Config, budget: int | None = None, load: bool = True) -> dict:
+    """One engine run for the cocotb host testbench, from a ``sim.conv.Job``."""
+    L = job.layer
+    fm = -(-cfg.max_filters // cfg.pes)
+    work = L.Ho * L.Wo * job.F * L.R * L.S * job.nch
+    return {"act": job.act, "wgt": job.wgt, "kmap": [[k & 0xFFFFFFFF for k in ks]
+                                                      for ks in job.kmap],
+            "mult": job.mult, "shift": job.shift, "desc": job.descriptor(),
+            "fmax_slots": fm, "n_out": L.K * L.Ho * L.Wo, "load": load,
+            "budget": budget or (4 * work * cfg.join_width + 10000)}
+
+
+def run_engine_rtl(cfg: Config, runs: list[dict], sim: str = "verilator",
+                   waves: bool = False) -> list[dict]:
+    """Run engine jobs (see :func:`engine_run_dict`) through the engine's Verilog."""
+    r = run_cocotb("engine", cfg, sim, "doublesparse.tb.cocotb_engine", {"runs": runs}, waves)
+    return r["runs"]

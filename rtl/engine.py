@@ -1,0 +1,429 @@
+"""The channel-sparse convolution engine: P double-sparse PEs behind on-chip memories.
+
+Mapping: activations broadcast, one filter per PE at a time. A sequencer walks every
+output pixel, every filter slot j, every tap (r, s) of the R x S window that falls inside
+the image (taps in the zero padding are skipped, not multiplied) and every chunk c of the
+C channels. For each step it reads one activation chunk (channels-last, compressed per
+pixel) and pushes it, with the address of the matching weight chunk, into every PE's
+queue. Each PE reads its own weight memory (weights compressed per (k, r, s) along C) at
+that address, so PE p accumulates filter ``slots[p][j]`` over the window; the queues
+(``queue_depth`` deep) let a PE with a dense filter fall behind without stalling the others
+until its queue fills. Results are collected one per cycle, requantized per output channel
+(multiplier, shift with round-half-up, optional ReLU, clamp to int8) or kept raw (int32),
+and written to the output memory at ``k * Ho * Wo + pixel``.
+
+Host port: a word-addressed bus (``docs/engine.md`` has the register and memory map).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..sim.config import Config
+from .pe import PE
+
+__all__ = ["Engine", "EngineError", "HostSignature", "REG", "REGION"]
+
+
+class EngineError:
+    OK = 0
+    BAD_SHAPE = 1    # a zero size, R or S > 7, stride not 1 or 2, pad >= R or S
+    BAD_DESC = 2     # NCH, F, HO or WO disagree with the other fields
+    TOO_BIG = 3      # the layer does not fit the memories or the config limits
+    PE_FAULT = 4     # a PE flagged a result (cannot happen with a valid descriptor)
+
+    MEANING = {
+        0: "no error",
+        1: "bad shape: a zero size, R or S above 7, stride not 1 or 2, or pad >= R or S",
+        2: "bad descriptor: NCH, F, HO or WO disagree with C, K, H, W, R, S, stride, pad",
+        3: "the layer does not fit the engine's memories or limits",
+        4: "a PE flagged a result (weight and activation streams out of step)",
+    }
+
+
+# CSR word addresses (region 0)
+REG = {"CTRL": 0x00, "STATUS": 0x01, "C": 0x02, "H": 0x03, "W": 0x04, "K": 0x05, "R": 0x06,
+       "S": 0x07, "STRIDE": 0x08, "PAD": 0x09, "F": 0x0A, "NCH": 0x0B, "HO": 0x0C,
+       "WO": 0x0D, "MODE": 0x0E, "CYCLES": 0x10, "MACS": 0x11, "PE_BUSY": 0x20,
+       "PE_MACS": 0x60}
+# regions: address bits 31..24
+REGION = {"CSR": 0, "ACT": 1, "KMAP": 2, "MULT": 3, "SHIFT": 4, "OUT": 5, "WGT": 16}
+DESC = ("C", "H", "W", "K", "R", "S", "STRIDE", "PAD", "F", "NCH", "HO", "WO", "MODE")
+
+
+def HostSignature() -> wiring.Signature:
+    return wiring.Signature({
+        "addr": In(32), "wdata": In(32), "we": In(1), "re": In(1),
+        "rdata": Out(32), "rvalid": Out(1),
+    })
+
+
+class Engine(wiring.Component):
+    """Convolution engine.
+
+    Members
+    -------
+    host : Out(HostSignature())
+        Word bus: a write takes effect in its cycle; a read returns ``rdata`` with
+        ``rvalid`` one cycle later.
+    busy, done : Out(1)
+        Mirrors of STATUS bits 0 and 1.
+    """
+
+    def __init__(self, cfg: Config | None = None):
+        self.cfg = cfg = cfg or Config()
+        super().__init__({"host": Out(HostSignature()), "busy": Out(1), "done": Out(1)})
+
+    @property
+    def fmax_slots(self) -> int:
+        return -(-self.cfg.max_filters // self.cfg.pes)
+
+    def elaborate(self, platform):  # noqa: C901 - one sequencer, kept together
+        m = Module()
+        cfg = self.cfg
+        J, P = cfg.join_width, cfg.pes
+        CW = 9 * J                         # chunk word: mask + J value bytes
+        NW = -(-CW // 32)                  # host words per chunk
+        FM = self.fmax_slots
+        wa_bits = (cfg.wgt_mem_chunks - 1).bit_length()
+        oa_bits = (cfg.out_mem_words - 1).bit_length()
+        kb = cfg.max_filters.bit_length() + 1
+        host = self.host
+
+        # ------------------------------------------------------------ memories
+        m.submodules.act_mem = act_mem = Memory(shape=CW, depth=cfg.act_mem_chunks, init=[])
+        act_w = act_mem.write_port()
+        act_r = act_mem.read_port(domain="sync")
+        wgt_w, wgt_r = [], []
+        for p in range(P):
+            mem = Memory(shape=CW, depth=cfg.wgt_mem_chunks, init=[])
+            m.submodules[f"wgt_mem{p}"] = mem
+            wgt_w.append(mem.write_port())
+            wgt_r.append(mem.read_port(domain="sync"))
+        m.submodules.kmap_mem = kmap_mem = Memory(shape=kb, depth=P * FM, init=[])
+        kmap_w = kmap_mem.write_port()
+        kmap_r = kmap_mem.read_port(domain="comb")
+        m.submodules.mult_mem = mult_mem = Memory(shape=signed(16), depth=cfg.max_filters,
+                                                  init=[])
+        mult_w = mult_mem.write_port()
+        mult_r = mult_mem.read_port(domain="comb")
+        m.submodules.shift_mem = shift_mem = Memory(shape=6, depth=cfg.max_filters, init=[])
+        shift_w = shift_mem.write_port()
+        shift_r = shift_mem.read_port(domain="comb")
+        m.submodules.out_mem = out_mem = Memory(shape=32, depth=cfg.out_mem_words, init=[])
+        out_w = out_mem.write_port()
+        out_r = out_mem.read_port(domain="sync")
+
+        # ------------------------------------------------------------ CSRs
+        d = {n: Signal(32, name=f"d_{n.lower()}") for n in DESC}
+        busy = Signal()
+        done = Signal()
+        error = Signal(4)
+        cycles = Signal(32)
+        m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
+
+        # ------------------------------------------------------------ host writes
+        region = host.addr[24:32]
+        offset = host.addr[0:24]
+        entry = host.addr[3:24]
+        wsel = host.addr[0:3]
+        staging = Signal(CW)
+        commit = Signal()
+        chunk_word = Signal(CW)
+        m.d.comb += chunk_word.eq(staging)
+        for w in range(NW):
+            with m.If(wsel == w):
+                lo, hi = 32 * w, min(32 * w + 32, CW)
+                m.d.comb += chunk_word[lo:hi].eq(host.wdata[0:hi - lo])
+        start = Signal()
+        with m.If(host.we):
+            with m.If(region == REGION["CSR"]):
+                for name in DESC:
+                    with m.If(offset == REG[name]):
+                        m.d.sync += d[name].eq(host.wdata)
+                with m.If((offset == REG["CTRL"]) & host.wdata[0] & ~busy):
+                    m.d.comb += start.eq(1)
+            with m.Elif(~busy):
+                m.d.sync += staging.eq(chunk_word)
+                m.d.comb += commit.eq(wsel == NW - 1)
+        m.d.comb += [
+            act_w.addr.eq(entry), act_w.data.eq(chunk_word),
+            act_w.en.eq(commit & (region == REGION["ACT"])),
+            kmap_w.addr.eq(offset), kmap_w.data.eq(host.wdata),
+            kmap_w.en.eq(host.we & ~busy & (region == REGION["KMAP"])),
+            mult_w.addr.eq(offset), mult_w.data.eq(host.wdata[0:16]),
+            mult_w.en.eq(host.we & ~busy & (region == REGION["MULT"])),
+            shift_w.addr.eq(offset), shift_w.data.eq(host.wdata[0:6]),
+            shift_w.en.eq(host.we & ~busy & (region == REGION["SHIFT"])),
+        ]
+        for p in range(P):
+            m.d.comb += [wgt_w[p].addr.eq(entry), wgt_w[p].data.eq(chunk_word),
+                         wgt_w[p].en.eq(commit & (region == REGION["WGT"] + p))]
+
+        # ------------------------------------------------------------ PEs and feeders
+        pes = []
+        entry_layout = data.StructLayout({"a": CW, "waddr": max(1, wa_bits), "last": 1})
+        queues = []
+        pe_clear = Signal()
+        for p in range(P):
+            pe = PE(cfg)
+            m.submodules[f"pe{p}"] = pe
+            q = SyncFIFOBuffered(width=entry_layout.size, depth=cfg.queue_depth)
+            m.submodules[f"queue{p}"] = q
+            pes.append(pe)
+            queues.append(q)
+            head = data.View(entry_layout, q.r_data)
+            st_valid = Signal(name=f"st_valid{p}")
+            st_a = Signal(CW, name=f"st_a{p}")
+            st_last = Signal(name=f"st_last{p}")
+            takes = st_valid & pe.w.ready & pe.a.ready
+            load = q.r_rdy & (~st_valid | takes)
+            m.d.comb += [q.r_en.eq(load), wgt_r[p].addr.eq(head.waddr), wgt_r[p].en.eq(load),
+                         pe.clear.eq(pe_clear)]
+            with m.If(load):
+                m.d.sync += [st_valid.eq(1), st_a.eq(head.a), st_last.eq(head.last)]
+            with m.Elif(takes):
+                m.d.sync += st_valid.eq(0)
+            m.d.comb += [
+                pe.w.valid.eq(st_valid), pe.a.valid.eq(st_valid),
+                pe.w.payload.mask.eq(wgt_r[p].data[0:J]),
+                pe.w.payload.values.eq(wgt_r[p].data[J:CW]),
+                pe.w.payload.last.eq(st_last),
+                pe.a.payload.mask.eq(st_a[0:J]), pe.a.payload.values.eq(st_a[J:CW]),
+                pe.a.payload.last.eq(st_last),
+            ]
+
+        # ------------------------------------------------------------ sequencer
+        oy, ox = Signal(16), Signal(16)
+        iy0, ix0 = Signal(signed(18)), Signal(signed(18))
+        j = Signal(16)
+        r, s = Signal(4), Signal(4)
+        c = Signal(16)
+        seq_on = Signal()             # the sequencer has a step to issue
+        R, S = d["R"][0:4], d["S"][0:4]
+        Hh, Ww = d["H"][0:16], d["W"][0:16]
+        pad, stride = d["PAD"][0:4], d["STRIDE"][0:2]
+        nch, F = d["NCH"][0:16], d["F"][0:16]
+
+        def lo(x0):
+            return Mux(x0 < 0, (-x0)[0:4], 0)
+
+        def hi(x0, n, k):
+            lim = n - 1 - x0
+            return Mux(lim < k - 1, lim[0:4], k - 1)
+
+        r_lo, r_hi = lo(iy0), hi(iy0, Hh, R)
+        s_lo, s_hi = lo(ix0), hi(ix0, Ww, S)
+        iy = (iy0 + r)[0:16]
+        ix = (ix0 + s)[0:16]
+        act_addr = Signal(32)
+        waddr = Signal(32)
+        m.d.comb += [
+            act_addr.eq((iy * Ww + ix) * nch + c),
+            waddr.eq((j * (R * S) + r * S + s) * nch + c),
+        ]
+        step_last = (r == r_hi) & (s == s_hi) & (c == nch - 1)
+
+        s1_valid = Signal()
+        s1_waddr = Signal(max(1, wa_bits))
+        s1_last = Signal()
+        push_ok = Cat(*[q.w_rdy for q in queues]).all()
+        advance = ~s1_valid | push_ok
+        m.d.comb += [act_r.addr.eq(act_addr), act_r.en.eq(advance)]
+        for q in queues:
+            m.d.comb += [q.w_en.eq(s1_valid & push_ok),
+                         q.w_data.eq(Cat(act_r.data, s1_waddr, s1_last))]
+        with m.If(advance):
+            m.d.sync += [s1_valid.eq(seq_on), s1_waddr.eq(waddr), s1_last.eq(step_last)]
+            with m.If(seq_on):
+                with m.If(c + 1 < nch):
+                    m.d.sync += c.eq(c + 1)
+                with m.Else():
+                    m.d.sync += c.eq(0)
+                    with m.If(s < s_hi):
+                        m.d.sync += s.eq(s + 1)
+                    with m.Else():
+                        m.d.sync += s.eq(s_lo)
+                        with m.If(r < r_hi):
+                            m.d.sync += r.eq(r + 1)
+                        with m.Else():
+                            m.d.sync += r.eq(r_lo)
+                            with m.If(j + 1 < F):
+                                m.d.sync += j.eq(j + 1)
+                            with m.Else():
+                                m.d.sync += j.eq(0)
+                                nx0 = ix0 + stride
+                                with m.If(ox + 1 < d["WO"]):
+                                    m.d.sync += [ox.eq(ox + 1), ix0.eq(nx0), s.eq(lo(nx0))]
+                                with m.Else():
+                                    ny0 = iy0 + stride
+                                    m.d.sync += [ox.eq(0), ix0.eq(-pad), s.eq(lo(-pad))]
+                                    with m.If(oy + 1 < d["HO"]):
+                                        m.d.sync += [oy.eq(oy + 1), iy0.eq(ny0),
+                                                     r.eq(lo(ny0))]
+                                    with m.Else():
+                                        m.d.sync += seq_on.eq(0)
+
+        # ------------------------------------------------------------ results
+        npix = Signal(32)
+        res_j = [Signal(16, name=f"res_j{p}") for p in range(P)]
+        res_pix = [Signal(32, name=f"res_pix{p}") for p in range(P)]
+        results = Signal(32)
+        total_results = Signal(32)
+        a_valid = Signal()
+        a_acc = Signal(signed(cfg.acc_width))
+        a_keep = Signal()
+        a_addr = Signal(32)
+        a_mult = Signal(signed(16))
+        a_shift = Signal(6)
+        a_err = Signal()
+        # Written as continuous expressions, not comb processes: Icarus does not run an
+        # `always @*` block at time 0, so one whose inputs stay constant until the first job
+        # (the PEs' o.valid) would leave its outputs X.
+        sel = Signal(range(P + 1))
+        pick = P
+        for p in reversed(range(P)):
+            pick = Mux(pes[p].o.valid, p, pick)
+        m.d.comb += sel.eq(pick)
+
+        def by_sel(values, default=0):
+            out = default
+            for p in range(P):
+                out = Mux(sel == p, values[p], out)
+            return out
+
+        sel_j = Signal(16)
+        sel_pix = Signal(32)
+        sel_acc = Signal(signed(cfg.acc_width))
+        sel_err = Signal()
+        m.d.comb += [sel_j.eq(by_sel(res_j)), sel_pix.eq(by_sel(res_pix)),
+                     sel_acc.eq(by_sel([pe.o.payload.value for pe in pes])),
+                     sel_err.eq(by_sel([pe.o.payload.err for pe in pes]))]
+        for p in range(P):
+            m.d.comb += pes[p].o.ready.eq(sel == p)
+            with m.If(sel == p):
+                m.d.sync += [res_j[p].eq(Mux(res_j[p] + 1 < F, res_j[p] + 1, 0)),
+                             res_pix[p].eq(Mux(res_j[p] + 1 < F, res_pix[p],
+                                               res_pix[p] + 1))]
+        kval = kmap_r.data
+        m.d.comb += [kmap_r.addr.eq(sel * FM + sel_j), mult_r.addr.eq(kval),
+                     shift_r.addr.eq(kval)]
+        got = sel != P
+        m.d.sync += [a_valid.eq(got), a_acc.eq(sel_acc), a_keep.eq(kval < d["K"]),
+                     a_addr.eq(kval * npix + sel_pix), a_mult.eq(mult_r.data),
+                     a_shift.eq(shift_r.data), a_err.eq(sel_err)]
+        # stage B: multiply and round
+        b_valid = Signal()
+        b_keep = Signal()
+        b_addr = Signal(32)
+        b_acc = Signal(signed(cfg.acc_width))
+        b_prod = Signal(signed(cfg.acc_width + 17))
+        b_shift = Signal(6)
+        rnd = (Const(1, cfg.acc_width + 17) << a_shift) >> 1      # 2**(shift-1), 0 if 0
+        m.d.sync += [b_valid.eq(a_valid), b_keep.eq(a_keep), b_addr.eq(a_addr),
+                     b_acc.eq(a_acc), b_prod.eq(a_acc * a_mult + rnd.as_signed()),
+                     b_shift.eq(a_shift)]
+        # stage C: shift, ReLU, clamp, write
+        y = Signal(signed(cfg.acc_width + 17))
+        m.d.comb += y.eq(b_prod >> b_shift)
+        relu = d["MODE"][1]
+        y_r = Mux(relu & (y < 0), 0, y)
+        y8 = Mux(y_r > 127, 127, Mux(y_r < -128, -128, y_r))
+        m.d.comb += [out_w.addr.eq(b_addr[0:oa_bits]),
+                     out_w.data.eq(Mux(d["MODE"][0], b_acc, y8.as_unsigned()[0:8].as_signed())),
+                     out_w.en.eq(b_valid & b_keep)]
+        with m.If(b_valid):
+            m.d.sync += results.eq(results + 1)
+
+        # ------------------------------------------------------------ descriptor check
+        bad_shape = Signal()
+        bad_desc = Signal()
+        too_big = Signal()
+        hp = d["H"] + 2 * d["PAD"]
+        wp = d["W"] + 2 * d["PAD"]
+        ho_ok = Mux(d["STRIDE"] == 2, ((hp - d["R"]) >> 1) + 1, hp - d["R"] + 1) == d["HO"]
+        wo_ok = Mux(d["STRIDE"] == 2, ((wp - d["S"]) >> 1) + 1, wp - d["S"] + 1) == d["WO"]
+        big16 = Cat(*[d[n][16:32] != 0 for n in DESC if n != "MODE"]).any()
+        m.d.comb += [
+            bad_shape.eq(Cat(*[d[n] == 0 for n in ("C", "H", "W", "K", "R", "S")]).any()
+                         | (d["R"] > 7) | (d["S"] > 7)
+                         | ((d["STRIDE"] != 1) & (d["STRIDE"] != 2))
+                         | (d["PAD"] >= d["R"]) | (d["PAD"] >= d["S"])
+                         | (hp < d["R"]) | (wp < d["S"])),
+            bad_desc.eq((d["NCH"] * J < d["C"]) | ((d["NCH"] - 1) * J >= d["C"])
+                        | (d["F"] * P < d["K"]) | ((d["F"] - 1) * P >= d["K"])
+                        | ~ho_ok | ~wo_ok),
+            too_big.eq(big16 | (d["K"] > cfg.max_filters) | (d["C"] > cfg.max_channels)
+                       | (d["H"] * d["W"] * d["NCH"] > cfg.act_mem_chunks)
+                       | (d["F"] * d["R"] * d["S"] * d["NCH"] > cfg.wgt_mem_chunks)
+                       | (d["K"] * d["HO"] * d["WO"] > cfg.out_mem_words)
+                       | (d["C"] * d["R"] * d["S"] > cfg.max_reduction)),
+        ]
+        any_pe_err = Cat(*[pe.error != 0 for pe in pes]).any()
+
+        # ------------------------------------------------------------ control FSM
+        m.d.sync += pe_clear.eq(0)     # registered: a comb FSM output would start out X
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(start):
+                    m.d.sync += [done.eq(0), error.eq(0), busy.eq(1)]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(bad_shape):
+                    m.d.sync += [error.eq(EngineError.BAD_SHAPE), busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(bad_desc):
+                    m.d.sync += [error.eq(EngineError.BAD_DESC), busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(too_big):
+                    m.d.sync += [error.eq(EngineError.TOO_BIG), busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += [
+                        pe_clear.eq(1),
+                        oy.eq(0), ox.eq(0), j.eq(0), c.eq(0),
+                        iy0.eq(-d["PAD"][0:4]), ix0.eq(-d["PAD"][0:4]),
+                        r.eq(d["PAD"][0:4]), s.eq(d["PAD"][0:4]),
+                        seq_on.eq(1), cycles.eq(0), results.eq(0),
+                        npix.eq(d["HO"] * d["WO"]),
+                        total_results.eq(d["HO"] * d["WO"] * d["F"] * P),
+                    ] + [res_j[p].eq(0) for p in range(P)] + [res_pix[p].eq(0)
+                                                              for p in range(P)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If((results == total_results) & ~seq_on):
+                    m.d.sync += [busy.eq(0), done.eq(1),
+                                 error.eq(Mux(any_pe_err, EngineError.PE_FAULT, 0))]
+                    m.next = "IDLE"
+
+        # ------------------------------------------------------------ host reads
+        macs_total = sum(pe.macs for pe in pes)
+        csr = Signal(32)
+        m.d.comb += csr.eq(0)
+        with m.Switch(offset):
+            with m.Case(REG["STATUS"]):
+                m.d.comb += csr.eq(Cat(busy, done, Const(0, 2), error))
+            for name in DESC:
+                with m.Case(REG[name]):
+                    m.d.comb += csr.eq(d[name])
+            with m.Case(REG["CYCLES"]):
+                m.d.comb += csr.eq(cycles)
+            with m.Case(REG["MACS"]):
+                m.d.comb += csr.eq(macs_total)
+            for p in range(P):
+                with m.Case(REG["PE_BUSY"] + p):
+                    m.d.comb += csr.eq(pes[p].busy_cycles)
+                with m.Case(REG["PE_MACS"] + p):
+                    m.d.comb += csr.eq(pes[p].macs)
+        rd_region = Signal(8)
+        m.d.comb += out_r.addr.eq(offset[0:oa_bits])
+        m.d.sync += [host.rvalid.eq(host.re), rd_region.eq(region)]
+        csr_q = Signal(32)
+        m.d.sync += csr_q.eq(csr)
+        m.d.comb += host.rdata.eq(Mux(rd_region == REGION["OUT"], out_r.data, csr_q))
+        return m

@@ -1,0 +1,196 @@
+"""Host side of the convolution engine: golden conv2d, requantization, the scheduler that
+assigns filters to PEs, and the memory images plus job descriptor for ``rtl/engine.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import Config
+from .formats import to_chunks
+
+__all__ = ["Layer", "conv2d_golden", "requantize", "schedule", "Job", "make_job",
+           "out_shape", "LayerError"]
+
+
+class LayerError(ValueError):
+    """A layer the engine cannot run; the message names the bad value."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    K: int
+    C: int
+    R: int
+    S: int
+    H: int
+    W: int
+    stride: int = 1
+    pad: int = 0
+
+    @property
+    def Ho(self) -> int:
+        return (self.H + 2 * self.pad - self.R) // self.stride + 1
+
+    @property
+    def Wo(self) -> int:
+        return (self.W + 2 * self.pad - self.S) // self.stride + 1
+
+    def check(self) -> None:
+        for name in ("K", "C", "R", "S", "H", "W"):
+            if getattr(self, name) < 1:
+                raise LayerError(f"{name} = {getattr(self, name)} must be at least 1")
+        if self.R > 7 or self.S > 7:
+            raise LayerError(f"kernel {self.R}x{self.S}: R and S must be at most 7")
+        if self.stride not in (1, 2):
+            raise LayerError(f"stride = {self.stride}: must be 1 or 2")
+        if not 0 <= self.pad < min(self.R, self.S):
+            raise LayerError(f"pad = {self.pad}: must be 0..{min(self.R, self.S) - 1}")
+        if self.Ho < 1 or self.Wo < 1:
+            raise LayerError(f"input {self.H}x{self.W} is smaller than the kernel "
+                             f"{self.R}x{self.S} with pad {self.pad}")
+
+
+def out_shape(layer: Layer) -> tuple[int, int, int]:
+    return layer.K, layer.Ho, layer.Wo
+
+
+def conv2d_golden(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """int8 (K, C, R, S) x int8 (C, H, W) -> int64 (K, Ho, Wo), exact (im2col + matmul)."""
+    K, C, R, S = w.shape
+    C2, H, W = a.shape
+    if C2 != C:
+        raise LayerError(f"weights have C = {C} channels, activations {C2}")
+    ap = np.zeros((C, H + 2 * pad, W + 2 * pad), np.int64)
+    ap[:, pad:pad + H, pad:pad + W] = a
+    Ho = (H + 2 * pad - R) // stride + 1
+    Wo = (W + 2 * pad - S) // stride + 1
+    cols = np.empty((C, R, S, Ho, Wo), np.int64)
+    for r in range(R):
+        for s in range(S):
+            cols[:, r, s] = ap[:, r:r + stride * Ho:stride, s:s + stride * Wo:stride]
+    return (w.reshape(K, -1).astype(np.int64) @ cols.reshape(C * R * S, -1)).reshape(K, Ho, Wo)
+
+
+def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, relu: bool = True
+               ) -> np.ndarray:
+    """Per output channel k: ``(acc * mult[k] + 2**(shift[k]-1)) >> shift[k]`` (round half
+    up; no rounding term when shift is 0), then ReLU if asked, then clamp to int8."""
+    acc = np.asarray(acc, np.int64)
+    m = np.asarray(mult, np.int64).reshape(-1, *([1] * (acc.ndim - 1)))
+    sh = np.asarray(shift, np.int64).reshape(-1, *([1] * (acc.ndim - 1)))
+    rnd = np.where(sh > 0, np.left_shift(1, np.maximum(sh - 1, 0)), 0)
+    y = (acc * m + rnd) >> sh
+    if relu:
+        y = np.maximum(y, 0)
+    return np.clip(y, -128, 127).astype(np.int8)
+
+
+def schedule(w: np.ndarray, pes: int, balance: bool = True) -> list[list[int]]:
+    """Assign filters to PEs: ``slots[p]`` lists PE p's filters in the order it runs them.
+
+    Every PE gets ``ceil(K / P)`` slots (a missing filter is padded by the engine with an
+    empty one). With ``balance``, filters are taken by falling nonzero count and each goes
+    to the PE with the least work so far that still has a free slot (greedy LPT);
+    otherwise filter k goes to PE k mod P.
+    """
+    K = w.shape[0]
+    F = -(-K // pes)
+    if not balance:
+        return [[k for k in range(p, K, pes)] for p in range(pes)]
+    nnz = np.count_nonzero(w.reshape(K, -1), axis=1)
+    order = sorted(range(K), key=lambda k: (-int(nnz[k]), k))
+    load = [0] * pes
+    slots: list[list[int]] = [[] for _ in range(pes)]
+    for k in order:
+        p = min((q for q in range(pes) if len(slots[q]) < F), key=lambda q: (load[q], q))
+        slots[p].append(k)
+        load[p] += int(nnz[k])
+    return slots
+
+
+def _chunk_word(mask: int, values: tuple[int, ...], J: int) -> int:
+    word = mask
+    for lane, v in enumerate(values):
+        word |= (v & 0xFF) << (J + 8 * lane)
+    return word
+
+
+@dataclass
+class Job:
+    """Everything the host loads before ``start``: memory contents and the descriptor."""
+
+    layer: Layer
+    slots: list[list[int]]
+    F: int
+    nch: int
+    act: list[int] = field(default_factory=list)          # one int per activation chunk
+    wgt: list[list[int]] = field(default_factory=list)    # per PE, one int per chunk
+    kmap: list[list[int]] = field(default_factory=list)   # per PE, per slot: k or -1
+    mult: list[int] = field(default_factory=list)
+    shift: list[int] = field(default_factory=list)
+    raw: bool = True
+    relu: bool = True
+
+    def descriptor(self) -> dict[str, int]:
+        L = self.layer
+        return {"C": L.C, "H": L.H, "W": L.W, "K": L.K, "R": L.R, "S": L.S,
+                "stride": L.stride, "pad": L.pad, "F": self.F, "nch": self.nch,
+                "Ho": L.Ho, "Wo": L.Wo, "raw": int(self.raw), "relu": int(self.relu)}
+
+
+def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
+             requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
+             balance: bool = True) -> Job:
+    """Check a layer against the config and build its memory images."""
+    w = np.asarray(w)
+    a = np.asarray(a)
+    for name, t, nd in (("weights", w, 4), ("activations", a, 3)):
+        if t.ndim != nd:
+            raise LayerError(f"{name} have shape {t.shape}; expected {nd} dimensions")
+        if not np.issubdtype(t.dtype, np.integer) or (t.size and (t.min() < -128
+                                                               or t.max() > 127)):
+            raise LayerError(f"{name} must be int8 (dtype {t.dtype})")
+    K, C, R, S = w.shape
+    if a.shape[0] != C:
+        raise LayerError(f"weights have C = {C} channels, activations {a.shape[0]}")
+    layer = Layer(K, C, R, S, a.shape[1], a.shape[2], stride, pad)
+    layer.check()
+    J, P = cfg.join_width, cfg.pes
+    nch = -(-C // J)
+    F = -(-K // P)
+    need = {"act_mem_chunks": layer.H * layer.W * nch, "wgt_mem_chunks": F * R * S * nch,
+            "out_mem_words": K * layer.Ho * layer.Wo, "max_filters": K,
+            "max_reduction": C * R * S}
+    for name, v in need.items():
+        if v > getattr(cfg, name):
+            raise LayerError(f"layer needs {name} >= {v}; config has {getattr(cfg, name)}")
+    slots = schedule(w, P, balance)
+    job = Job(layer, slots, F, nch, raw=requant is None, relu=relu)
+    job.act = [_chunk_word(c.mask, c.values, J)
+               for c in to_chunks(a.astype(np.int8).reshape(C, -1), J)]
+    empty = [0] * (R * S * nch)
+    for p in range(P):
+        words: list[int] = []
+        for j in range(F):
+            if j < len(slots[p]):
+                wk = w[slots[p][j]].astype(np.int8).reshape(C, R * S)
+                words += [_chunk_word(c.mask, c.values, J) for c in to_chunks(wk, J)]
+            else:
+                words += empty
+        job.wgt.append(words)
+        job.kmap.append([slots[p][j] if j < len(slots[p]) else -1 for j in range(F)])
+    if requant is not None:
+        mult, shift = (np.asarray(v).reshape(-1) for v in requant)
+        if mult.shape != (K,) or shift.shape != (K,):
+            raise LayerError(f"requant mult {mult.shape} / shift {shift.shape}: expected ({K},)")
+        if mult.min() < -(1 << 15) or mult.max() >= 1 << 15:
+            raise LayerError(f"requant mult must fit int16: {mult.min()}..{mult.max()}")
+        if shift.min() < 0 or shift.max() > 47:
+            raise LayerError(f"requant shift must be 0..47: {shift.min()}..{shift.max()}")
+        job.mult, job.shift = [int(v) for v in mult], [int(v) for v in shift]
+    else:
+        job.mult, job.shift = [1] * K, [0] * K
+    return job

@@ -1,0 +1,136 @@
+"""cocotb testbench for the engine's emitted Verilog: a host that loads the memories and the
+descriptor over the host port, starts the job, waits for ``done`` (bounded), and reads the
+status, the counters and the output memory.
+
+The job (JSON in ``DS_JOB``) holds a list of *runs*; each has the memory images (``act``,
+``wgt`` per PE, ``kmap`` per PE, ``mult``, ``shift``), the descriptor and the number of
+output words to read. Results go to the job's ``out`` path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+
+from doublesparse.rtl.engine import DESC, REG, REGION
+
+NAMES = {"C": "C", "H": "H", "W": "W", "K": "K", "R": "R", "S": "S", "STRIDE": "stride",
+         "PAD": "pad", "F": "F", "NCH": "nch", "HO": "Ho", "WO": "Wo"}
+
+
+class Host:
+    def __init__(self, dut):
+        self.dut = dut
+
+    async def write(self, addr: int, value: int) -> None:
+        d = self.dut
+        d.host__addr.value = addr
+        d.host__wdata.value = value & 0xFFFFFFFF
+        d.host__we.value = 1
+        await FallingEdge(d.clk)
+        d.host__we.value = 0
+
+    async def read(self, addr: int) -> int:
+        d = self.dut
+        d.host__addr.value = addr
+        d.host__re.value = 1
+        await FallingEdge(d.clk)
+        d.host__re.value = 0
+        await ReadOnly()
+        assert int(d.host__rvalid.value) == 1
+        v = int(d.host__rdata.value)
+        await FallingEdge(d.clk)
+        return v
+
+    async def read_many(self, addrs: list[int]) -> list[int]:
+        """Back-to-back reads, one issued per cycle."""
+        d = self.dut
+        out = []
+        for i, a in enumerate(addrs + [None]):
+            if a is not None:
+                d.host__addr.value = a
+                d.host__re.value = 1
+            else:
+                d.host__re.value = 0
+            await ReadOnly()
+            if i > 0:
+                out.append(int(d.host__rdata.value))
+            await FallingEdge(d.clk)
+        return out
+
+
+def chunk_words(word: int, nw: int) -> list[int]:
+    return [(word >> (32 * i)) & 0xFFFFFFFF for i in range(nw)]
+
+
+@cocotb.test()
+async def engine_job(dut):
+    with open(os.environ["DS_JOB"]) as f:
+        job = json.load(f)
+    cfg = job["cfg"]
+    J = cfg["join_width"]
+    nw = -(-9 * J // 32)
+    Clock(dut.clk, 10, unit="ns").start()
+    for sig in (dut.host__we, dut.host__re, dut.host__addr, dut.host__wdata):
+        sig.value = 0
+    dut.rst.value = 1
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    host = Host(dut)
+    out = {"runs": []}
+    for run in job["runs"]:
+        if run.get("load", True):
+            for e, word in enumerate(run["act"]):
+                for w, v in enumerate(chunk_words(word, nw)):
+                    await host.write((REGION["ACT"] << 24) | (e << 3) | w, v)
+            for p, words in enumerate(run["wgt"]):
+                for e, word in enumerate(words):
+                    for w, v in enumerate(chunk_words(word, nw)):
+                        await host.write(((REGION["WGT"] + p) << 24) | (e << 3) | w, v)
+            fm = run["fmax_slots"]
+            for p, ks in enumerate(run["kmap"]):
+                for jj, k in enumerate(ks):
+                    await host.write((REGION["KMAP"] << 24) | (p * fm + jj), k)
+            for k, (mu, sh) in enumerate(zip(run["mult"], run["shift"], strict=True)):
+                await host.write((REGION["MULT"] << 24) | k, mu)
+                await host.write((REGION["SHIFT"] << 24) | k, sh)
+        desc = run["desc"]
+        for name in DESC:
+            if name == "MODE":
+                await host.write(REG["MODE"], desc["raw"] | desc["relu"] << 1)
+            else:
+                await host.write(REG[name], desc[NAMES[name]])
+        await host.write(REG["CTRL"], 1)
+        budget = run["budget"]
+        waited = 0
+        status = await host.read(REG["STATUS"])
+        while status & 1 and waited < budget:
+            await ClockCycles(dut.clk, 64)
+            await FallingEdge(dut.clk)
+            waited += 66
+            status = await host.read(REG["STATUS"])
+        if status & 1:
+            for nm in ("results", "total_results", "seq_on", "s1_valid"):
+                dut._log.error(f"hung: {nm} = {getattr(dut, nm).value}")
+        res = {"status": status, "busy": status & 1, "done": (status >> 1) & 1,
+               "error": (status >> 4) & 0xF, "hung": bool(status & 1)}
+        if not res["hung"]:
+            res["cycles"] = await host.read(REG["CYCLES"])
+            res["macs"] = await host.read(REG["MACS"])
+            P = len(run["wgt"]) or cfg["pes"]
+            res["pe_busy"] = [await host.read(REG["PE_BUSY"] + p) for p in range(P)]
+            res["pe_macs"] = [await host.read(REG["PE_MACS"] + p) for p in range(P)]
+            n = run["n_out"] if res["error"] == 0 else 0
+            raw = await host.read_many([(REGION["OUT"] << 24) | i for i in range(n)])
+            res["out"] = [v - (1 << 32) if v >> 31 else v for v in raw]
+        out["runs"].append(res)
+    with open(job["out"], "w") as f:
+        json.dump(out, f)
+    hung = [i for i, r in enumerate(out["runs"]) if r["hung"]]
+    assert not hung, f"engine runs {hung} still busy after their cycle budget"
