@@ -100,7 +100,9 @@ class Decoder(wiring.Component):
         fmt = Signal(2)
         c = Signal(cw)              # channels
         npos = Signal(pw)
-        total = Signal(32)          # 10 + body words
+        total = Signal(32)          # header words + body words
+        check_want = Signal(32)     # body checksum from the header
+        bck = Signal(32)            # running body checksum
         vpos = Signal(pw)           # vector (position) index
         base = Signal(cw)           # first channel of the current chunk
         acc_mask = Signal(J)
@@ -134,10 +136,13 @@ class Decoder(wiring.Component):
         cur_k = Signal(range(J + 1))
         m.d.comb += [cur_mask.eq(acc_mask), cur_vals.eq(acc_vals), cur_k.eq(acc_k)]
 
+        check_next = Cat(bck[31], bck[0:31]) ^ word     # rotl(bck, 1) ^ word
+
         def length_err(structural_end):
             at_total = idx == total - 1
             return Mux(structural_end,
-                       Mux(wlast & at_total, 0, Err.LENGTH),
+                       Mux(wlast & at_total,
+                           Mux(check_next == check_want, 0, Err.BAD_CHECKSUM), Err.LENGTH),
                        Mux(wlast | at_total, Err.TRUNCATED, 0))
 
         def image_done():
@@ -185,7 +190,7 @@ class Decoder(wiring.Component):
             with m.Case(8):
                 m.d.comb += hdr_err.eq(
                     Mux((word >= 1) & (word <= MAX_BODY_WORDS), 0, Err.BAD_HEADER))
-            with m.Case(9):
+            with m.Case(10):
                 m.d.comb += hdr_err.eq(Mux((hsum + word)[0:32] != 0, Err.BAD_HEADER, 0))
 
         # ================================================================ bitmap / N:M records
@@ -310,6 +315,7 @@ class Decoder(wiring.Component):
             with m.If(self.i.valid & out_free):
                 with m.If(idx == 0):
                     m.d.sync += [self.error.eq(0), self.busy.eq(1), widx.eq(0), e0done.eq(0),
+                                 bck.eq(0),
                                  acc_mask.eq(0), acc_vals.eq(0), acc_k.eq(0)]
                 with m.If(err != 0):
                     m.d.sync += self.error.eq(err)
@@ -328,10 +334,15 @@ class Decoder(wiring.Component):
                             m.d.sync += npos.eq(word)
                         with m.Case(8):
                             m.d.sync += total.eq(word + HEADER_WORDS)
-                with m.Elif(fmt == Fmt.RLE):
-                    self._rle_commit(m, locals())
+                        with m.Case(9):
+                            m.d.sync += check_want.eq(word)
                 with m.Else():
-                    self._record_commit(m, locals())
+                    with m.If(~hold):
+                        m.d.sync += bck.eq(check_next)
+                    with m.If(fmt == Fmt.RLE):
+                        self._rle_commit(m, locals())
+                    with m.Else():
+                        self._record_commit(m, locals())
         return m
 
     # ------------------------------------------------------------------------------------

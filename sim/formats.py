@@ -33,11 +33,11 @@ __all__ = [
     "MAGIC", "HEADER_WORDS", "Fmt", "Err", "ERROR_MEANING", "FormatError", "Chunk", "Header",
     "ImageResult", "Parser", "encode", "encode_bitmap", "encode_rle", "encode_nm", "decode",
     "parse_image", "parse_stream", "read_header", "to_chunks", "chunks_to_tensor", "prune_nm",
-    "is_nm", "config_for_header", "image_stats",
+    "is_nm", "config_for_header", "image_stats", "body_check",
 ]
 
 MAGIC = 0x31505344  # b"DSP1" little-endian
-HEADER_WORDS = 10
+HEADER_WORDS = 11
 MAX_BODY_WORDS = 1 << 28
 MASK32 = 0xFFFF_FFFF
 
@@ -73,6 +73,7 @@ class Err(enum.IntEnum):
     COUNT_MISMATCH = 6
     PAST_END = 7
     NM_ORDER = 8
+    BAD_CHECKSUM = 9
 
 
 ERROR_MEANING = {
@@ -89,7 +90,17 @@ ERROR_MEANING = {
                         "marks a nonzero, a nonzero padding byte or field, or an RLE count of 3",
     Err.PAST_END: "a mask bit, run or N:M position reaches past the end of the channel vector",
     Err.NM_ORDER: "N:M positions in a group are duplicated or not in ascending order",
+    Err.BAD_CHECKSUM: "the body does not match its checksum (header word 9): the image was "
+                      "altered, e.g. a value changed",
 }
+
+
+def body_check(words: Iterable[int]) -> int:
+    """The body checksum: c = rotl32(c, 1) ^ word over the body words, from c = 0."""
+    c = 0
+    for w in words:
+        c = ((c << 1 | c >> 31) & MASK32) ^ (int(w) & MASK32)
+    return c
 
 
 class FormatError(ValueError):
@@ -182,15 +193,22 @@ def _pack_bytes(data: Sequence[int]) -> list[int]:
     return words
 
 
+def _image(fmt: Fmt, jw: int, p0: int, p1: int, shape: tuple[int, ...],
+           body: list[int]) -> np.ndarray:
+    return np.array(_header(fmt, jw, p0, p1, shape, body) + body, dtype=np.uint32)
+
+
 def _header(fmt: Fmt, jw: int, p0: int, p1: int, shape: tuple[int, ...],
-            body_words: int) -> list[int]:
+            body: list[int]) -> list[int]:
+    body_words = len(body)
     dims = list(shape) + [1] * (4 - len(shape))
     npos = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
     for name, v, lim in (("channels", shape[0], 65535), ("positions", npos, 1 << 24),
                          ("body words", body_words, MAX_BODY_WORDS)):
         if v > lim:
             raise FormatError(Err.BAD_HEADER, f"{name} {v} exceeds the format limit {lim}")
-    w = [MAGIC, int(fmt) | jw << 8 | p0 << 16 | p1 << 24, len(shape), *dims, npos, body_words]
+    w = [MAGIC, int(fmt) | jw << 8 | p0 << 16 | p1 << 24, len(shape), *dims, npos, body_words,
+         body_check(body)]
     w.append((-sum(w)) & MASK32)
     return w
 
@@ -205,7 +223,7 @@ def read_header(words: Sequence[int]) -> Header:
     if w[0] != MAGIC:
         raise FormatError(Err.BAD_MAGIC, f"word 0 is {w[0]:#010x}, expected {MAGIC:#010x}")
     if sum(w) & MASK32:
-        raise FormatError(Err.BAD_HEADER, f"header checksum word {w[9]:#010x} is wrong")
+        raise FormatError(Err.BAD_HEADER, f"header checksum word {w[10]:#010x} is wrong")
     try:
         fmt = Fmt(w[1] & 0xFF)
     except ValueError:
@@ -295,8 +313,7 @@ def encode_bitmap(x: np.ndarray, join_width: int = 16) -> np.ndarray:
     for ch in to_chunks(x, cfg.join_width):
         meta = [(ch.mask >> (8 * i)) & 0xFF for i in range(cfg.mask_bytes)]
         body += _pack_bytes(meta + [_u8(v) for v in ch.values])
-    return np.array(_header(Fmt.BITMAP, cfg.join_width, 0, 0, x.shape, len(body)) + body,
-                    dtype=np.uint32)
+    return _image(Fmt.BITMAP, cfg.join_width, 0, 0, x.shape, body)
 
 
 def _rle_entries(v: np.ndarray, run_bits: int) -> list[tuple[int, int]]:
@@ -332,8 +349,7 @@ def encode_rle(x: np.ndarray, run_bits: int = 4) -> np.ndarray:
             if i + 2 >= len(ents):
                 w |= 1 << 31
             body.append(w)
-    return np.array(_header(Fmt.RLE, 0, cfg.run_bits, 0, x.shape, len(body)) + body,
-                    dtype=np.uint32)
+    return _image(Fmt.RLE, 0, cfg.run_bits, 0, x.shape, body)
 
 
 def is_nm(x: np.ndarray, n: int = 2, m: int = 4) -> bool:
@@ -389,8 +405,7 @@ def encode_nm(x: np.ndarray, n: int = 2, m: int = 4, join_width: int = 16) -> np
                     vals.append(_u8(grp[i]))
             metab = [(meta >> (8 * i)) & 0xFF for i in range(cfg.nm_meta_bytes)]
             body += _pack_bytes(metab + vals)
-    return np.array(_header(Fmt.NM, cfg.join_width, n, m, x.shape, len(body)) + body,
-                    dtype=np.uint32)
+    return _image(Fmt.NM, cfg.join_width, n, m, x.shape, body)
 
 
 def encode(x: np.ndarray, fmt: str | Fmt, cfg: Config | None = None) -> np.ndarray:
@@ -445,6 +460,8 @@ class Parser:
         self.draining = False
         self.hw: list[int] = []
         self.total = 0
+        self.check_want = 0
+        self.check = 0
         self.fmt = Fmt.BITMAP
         self.c = 0
         self.npos = 0
@@ -483,12 +500,16 @@ class Parser:
         return None
 
     # length rules, applied to every word after its content checks ------------------------
-    def _length(self, structural_end: bool, last: bool) -> None:
+    def _length(self, structural_end: bool, last: bool, w: int = 0) -> None:
         at_total = self.total and self.idx == self.total - 1
         if structural_end:
             if not (last and at_total):
                 self._fail(Err.LENGTH, f"body complete at word {self.idx} but last={int(last)}"
                                        f" and the header says {self.total} words")
+            got = ((self.check << 1 | self.check >> 31) & MASK32) ^ w
+            if got != self.check_want:
+                self._fail(Err.BAD_CHECKSUM, f"body checksum {got:#010x}, header says "
+                                             f"{self.check_want:#010x}")
         elif last or at_total:
             self._fail(Err.TRUNCATED, f"image ends at word {self.idx} before its body is "
                                       f"complete (header: {self.total or '?'} words)")
@@ -516,6 +537,7 @@ class Parser:
             self._rle_word(w, last)
         else:
             self._record_word(w, last)
+        self.check = ((self.check << 1 | self.check >> 31) & MASK32) ^ w
 
     def _header_word(self, w: int) -> None:
         cfg, i = self.cfg, self.idx
@@ -547,7 +569,9 @@ class Parser:
             if not 1 <= w <= MAX_BODY_WORDS:
                 self._fail(Err.BAD_HEADER, f"body words {w} not in 1..{MAX_BODY_WORDS}")
             self.total = HEADER_WORDS + w
-        if i == 9 and sum(self.hw) & MASK32:
+        if i == 9:
+            self.check_want = w
+        if i == 10 and sum(self.hw) & MASK32:
             self._fail(Err.BAD_HEADER, f"header checksum word {w:#010x} is wrong")
 
     # bitmap and N:M records -----------------------------------------------------------
@@ -613,7 +637,7 @@ class Parser:
         end_of_record = self.widx == nwords - 1
         last_chunk = self.base + jw >= self.c
         structural_end = end_of_record and last_chunk and self.vpos == self.npos - 1
-        self._length(structural_end, last)
+        self._length(structural_end, last, w)
         # commit
         if first:
             self.meta, self.nvals, self.nwords = meta, nvals, nwords
@@ -652,7 +676,7 @@ class Parser:
             self._fail(Err.COUNT_MISMATCH, f"word {self.idx}: count field {n} with payload "
                                            f"{payload:#09x} (unused bits must be zero)")
         structural_end = vlast and self.vpos == self.npos - 1
-        self._length(structural_end, last)
+        self._length(structural_end, last, w)
         # commit: same cycle-level emission rules as the RTL
         todo = list(zip(poss, (v for v, _ in ents), strict=True))
         while True:

@@ -38,7 +38,7 @@ def random_image(rng: np.random.Generator, cfg: Config, fmt: str, shape: tuple[i
 
 def fix_checksum(img: list[int]) -> list[int]:
     if len(img) >= HEADER_WORDS:
-        img[9] = (-sum(img[:9])) & MASK32
+        img[HEADER_WORDS - 1] = (-sum(img[:HEADER_WORDS - 1])) & MASK32
     return img
 
 
