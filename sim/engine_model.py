@@ -1,0 +1,92 @@
+"""Performance model of the convolution engine (``rtl/engine.py``).
+
+The engine's sequencer broadcasts one activation chunk per cycle into every PE's queue; a
+PE retires the effectual pairs of its chunks at ``M`` per cycle (its window tops up across
+chunk boundaries, so work behaves like a fluid) but cannot finish a chunk before it has
+arrived; the broadcast stalls while any PE's queue is full. With ``b[n]`` the cycle chunk
+step n is broadcast and ``d[p][n]`` the cycle PE p has finished it::
+
+    b[n]    = max(b[n-1] + 1, max_p d[p][n - Q])      Q: chunks a PE can hold
+    d[p][n] = max(d[p][n-1] + max(pairs[p][n] / M, 1/2), b[n] + 1), rounded up to a
+              whole cycle at the last chunk of an accumulation
+
+and the layer takes ``max_p d[p][N-1]`` plus the fixed latencies of the sequencer, the
+PE pipeline and the output stage. ``Q`` counts the engine queue, the feeder register and
+the PE's own pair queue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import Config
+from .conv import Job
+
+__all__ = ["engine_steps", "engine_cycles", "ENGINE_LATENCY"]
+
+# start-up (CHECK, first read) plus PE pipeline plus requant stages and the done cycle
+ENGINE_LATENCY = 12
+
+_POP16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.int32)
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.int64)
+    out = np.zeros(x.shape, np.int32)
+    while x.any():
+        out += _POP16[x & 0xFFFF]
+        x >>= 16
+    return out
+
+
+def engine_steps(job: Job, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Effectual pairs of every chunk step, per PE (int array (P, N) in sequencer order),
+    and whether each step ends an accumulation (bool array (N,))."""
+    L = job.layer
+    J, nch, F = cfg.join_width, job.nch, job.F
+    mask = (1 << J) - 1
+    am = np.array(job.act, dtype=object)
+    am = np.array([int(v) & mask for v in am], np.int64).reshape(L.H, L.W, nch)
+    wm = np.array([[int(v) & mask for v in ws] for ws in job.wgt], np.int64).reshape(
+        cfg.pes, F, L.R, L.S, nch)
+    blocks = []
+    lasts = []
+    for oy in range(L.Ho):
+        iy0 = oy * L.stride - L.pad
+        r0, r1 = max(0, -iy0), min(L.R - 1, L.H - 1 - iy0)
+        for ox in range(L.Wo):
+            ix0 = ox * L.stride - L.pad
+            s0, s1 = max(0, -ix0), min(L.S - 1, L.W - 1 - ix0)
+            A = am[iy0 + r0:iy0 + r1 + 1, ix0 + s0:ix0 + s1 + 1]        # (nr, ns, nch)
+            W = wm[:, :, r0:r1 + 1, s0:s1 + 1]                          # (P, F, nr, ns, nch)
+            blocks.append(_popcount(W & A[None, None]).reshape(cfg.pes, -1))
+            per = A.size
+            lasts.append(np.tile(np.arange(per) == per - 1, F))
+    return np.concatenate(blocks, axis=1), np.concatenate(lasts)
+
+
+def engine_cycles(job: Job, cfg: Config,
+                  steps: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+    """Predicted cycles from ``start`` to ``done`` (the CYCLES register)."""
+    pairs, lasts = engine_steps(job, cfg) if steps is None else steps
+    P, N = pairs.shape
+    M = cfg.multipliers
+    Q = cfg.queue_depth + 1 + max(2, cfg.queue_depth)
+    # a chunk costs at least half a cycle (the window retires two a cycle at most), and an
+    # accumulation ends on a whole cycle (the window never looks past its last chunk)
+    work = np.maximum(pairs / M, 0.5).tolist()
+    last = lasts.tolist()
+    b_prev = -1.0
+    d_prev = [0.0] * P
+    hist: list[float] = []            # max_p d[p][n] for the queue constraint
+    for n in range(N):
+        b = b_prev + 1
+        if n >= Q:
+            b = max(b, hist[n - Q])
+        dn = [max(d_prev[p] + work[p][n], b + 1) for p in range(P)]
+        if last[n]:
+            dn = [float(np.ceil(x)) for x in dn]
+        hist.append(max(dn))
+        d_prev = dn
+        b_prev = b
+    return int(round(max(d_prev))) + ENGINE_LATENCY
