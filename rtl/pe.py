@@ -183,7 +183,10 @@ class PE(wiring.Component):
                     m.d.sync += self.error.eq(PEError.TOO_LONG)
 
         # ------------------------------------------------------------ window select
-        advance = ~self.o.valid | self.o.ready
+        # The pipeline only waits when a result is due while the previous one has not been
+        # taken yet; a result waiting in the output register does not stop the multipliers.
+        s2_close = Signal()
+        advance = ~(s2_close & self.o.valid & ~self.o.ready)
         e0, e1 = ent[0], ent[1]
         v0 = count >= 1
         v1 = count >= 2
@@ -237,7 +240,6 @@ class PE(wiring.Component):
         s1_close = Signal()
         s1_err = Signal()
         s2_p = [Signal(signed(16), name=f"s2_p{k}") for k in range(M)]
-        s2_close = Signal()
         s2_err = Signal()
         s2_any = Signal()
         acc = Signal(signed(AW))
@@ -256,7 +258,9 @@ class PE(wiring.Component):
                 m.d.sync += [self.o.valid.eq(1), self.o.payload.value.eq(total),
                              self.o.payload.err.eq(acc_err | s2_err), acc.eq(0), acc_err.eq(0)]
             with m.Else():
-                m.d.sync += [self.o.valid.eq(0), acc.eq(total), acc_err.eq(acc_err | s2_err)]
+                m.d.sync += [acc.eq(total), acc_err.eq(acc_err | s2_err)]
+                with m.If(self.o.ready):
+                    m.d.sync += self.o.valid.eq(0)
 
         # ------------------------------------------------------------ counters
         busy = v0 | s1_valid.any() | s1_close | s2_any | s2_close | self.o.valid

@@ -24,8 +24,10 @@ from .conv import Job
 
 __all__ = ["engine_steps", "engine_cycles", "ENGINE_LATENCY"]
 
-# start-up (CHECK, first read) plus PE pipeline plus requant stages and the done cycle
+# start-up (CHECK, first read) and the output stages up to the done cycle
 ENGINE_LATENCY = 12
+# from a PE's last select of an accumulation to its result in the output register
+PE_TO_OUT = 0
 
 _POP16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.int32)
 
@@ -79,6 +81,8 @@ def engine_cycles(job: Job, cfg: Config,
     b_prev = -1.0
     d_prev = [0.0] * P
     hist: list[float] = []            # max_p d[p][n] for the queue constraint
+    collected = [-1e9] * P            # cycle each PE's latest result left its output register
+    c_last = -1e9                     # the collector takes one result a cycle
     for n in range(N):
         b = b_prev + 1
         if n >= Q:
@@ -86,7 +90,18 @@ def engine_cycles(job: Job, cfg: Config,
         dn = [max(d_prev[p] + work[p][n], b + 1) for p in range(P)]
         if last[n]:
             dn = [float(np.ceil(x)) for x in dn]
+            # results reach the PEs' output registers PE_TO_OUT cycles after the last
+            # select; a PE stalls while its previous result still waits to be collected
+            ready = []
+            for p in range(P):
+                due = dn[p] + PE_TO_OUT
+                wait = max(0.0, collected[p] + 1 - due)
+                dn[p] += wait
+                ready.append((due + wait, p))
+            for t, p in sorted(ready):
+                c_last = max(c_last + 1, t)
+                collected[p] = c_last
         hist.append(max(dn))
         d_prev = dn
         b_prev = b
-    return int(round(max(d_prev))) + ENGINE_LATENCY
+    return int(round(max(c_last, max(d_prev)))) + ENGINE_LATENCY

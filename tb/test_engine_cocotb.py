@@ -1,0 +1,102 @@
+"""cocotb on the engine's emitted Verilog under every simulator in ``DS_SIMS``: small layers
+covering densities 0..1, stride and padding, K not a multiple of P, C not a multiple of J,
+1x1 convolutions, a fully-connected layer (1x1 conv on a 1x1 image), an all-zero and a
+dense layer, requantization with ReLU; bad descriptors end in an error code without a hang
+and the next job is still correct; the performance model is checked against the RTL."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from doublesparse.rtl.engine import EngineError
+from doublesparse.sim.config import Config
+from doublesparse.sim.conv import conv2d_golden, make_job, requantize
+from doublesparse.sim.engine_model import engine_cycles
+from doublesparse.tb.runner import engine_run_dict, run_engine_rtl
+from doublesparse.tb.stimulus import random_tensor
+
+SIMS = [s for s in os.environ.get("DS_SIMS", "verilator,icarus").split(",") if s]
+SEED = int(os.environ.get("DS_SEED", "4"))
+CFG = Config(act_mem_chunks=256, wgt_mem_chunks=256, out_mem_words=1024, max_filters=32)
+
+
+def _naive_conv(w, a, stride, pad):
+    """Second reference: direct loops over every output and tap."""
+    K, C, R, S = w.shape
+    _, H, W = a.shape
+    Ho, Wo = (H + 2 * pad - R) // stride + 1, (W + 2 * pad - S) // stride + 1
+    out = np.zeros((K, Ho, Wo), np.int64)
+    for oy in range(Ho):
+        for ox in range(Wo):
+            for r in range(R):
+                for s in range(S):
+                    iy, ix = oy * stride + r - pad, ox * stride + s - pad
+                    if 0 <= iy < H and 0 <= ix < W:
+                        out[:, oy, ox] += w[:, :, r, s].astype(np.int64) @ a[:, iy, ix]
+    return out
+
+
+# (name, K, C, R, S, H, W, stride, pad, d_w, d_a, requant)
+CASES = [
+    ("3x3_pad1", 6, 20, 3, 3, 5, 6, 1, 1, 0.3, 0.5, False),
+    ("3x3_stride2_requant", 5, 17, 3, 3, 7, 6, 2, 0, 0.5, 0.6, True),
+    ("5x5_pad2_stride2", 4, 9, 5, 5, 6, 5, 2, 2, 0.4, 0.4, False),
+    ("7x7_pad3", 3, 5, 7, 7, 4, 4, 1, 3, 0.5, 0.7, False),
+    ("1x1", 9, 33, 1, 1, 3, 4, 1, 0, 0.25, 0.5, True),
+    ("fc", 10, 40, 1, 1, 1, 1, 1, 0, 0.3, 0.6, False),
+    ("all_zero_weights", 4, 16, 3, 3, 4, 4, 1, 1, 0.0, 0.5, False),
+    ("dense", 4, 16, 3, 3, 4, 4, 1, 1, 1.0, 1.0, False),
+    ("sparse_acts", 7, 24, 3, 3, 5, 5, 1, 1, 1.0, 0.05, True),
+]
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_engine_layers(sim: str) -> None:
+    print(f"seed {SEED} (set DS_SEED to change)")
+    rng = np.random.default_rng(SEED)
+    runs, refs, jobs = [], [], []
+    for name, K, C, R, S, H, W, st, pad, dw, da, rq in CASES:
+        w = random_tensor(rng, (K, C, R, S), dw, extreme=name == "dense")
+        a = random_tensor(rng, (C, H, W), da, extreme=name == "dense")
+        acc = conv2d_golden(w, a, st, pad)
+        assert np.array_equal(acc, _naive_conv(w, a, st, pad)), name
+        req = None
+        ref = acc
+        if rq:
+            req = (rng.integers(1, 300, K), rng.integers(6, 14, K))
+            ref = requantize(acc, *req, relu=True)
+        job = make_job(w, a, CFG, st, pad, req, True, balance=name != "1x1")
+        runs.append(engine_run_dict(job, CFG))
+        refs.append((name, ref))
+        jobs.append(job)
+    # bad descriptors: zero size, then one that does not fit; each followed by a good job
+    good = runs[0]
+    bad_zero = dict(good, load=False, desc=dict(good["desc"], C=0))
+    bad_big = dict(good, load=False, desc=dict(good["desc"], H=200, W=200, Ho=200, Wo=200,
+                                                 pad=1))
+    bad_desc = dict(good, load=False, desc=dict(good["desc"], Ho=good["desc"]["Ho"] + 1))
+    again = dict(good, load=True)       # memories hold the last layer: reload job 0
+    runs += [bad_zero, again, bad_big, again, bad_desc, again]
+    res = run_engine_rtl(CFG, runs, sim=sim)
+    for (name, ref), r, job in zip(refs, res, jobs, strict=False):
+        assert r["error"] == 0, (name, r)
+        y = np.array(r["out"]).reshape(ref.shape)
+        if not np.array_equal(y, ref):
+            bad = np.argwhere(y != ref)[0]
+            pytest.fail(f"{name}: first difference at {tuple(bad)}: rtl {y[tuple(bad)]} "
+                        f"golden {ref[tuple(bad)]}")
+        pred = engine_cycles(job, CFG)
+        # these layers are tiny (tens to hundreds of cycles, accumulations of a few
+        # chunks) so fixed latencies weigh; the 5 % target is checked on the benchmark
+        # layers by `doublesparse bench engine`
+        print(f"{name}: rtl {r['cycles']} cycles, model {pred}")
+        assert abs(pred / r["cycles"] - 1) <= 0.15, (name, pred, r["cycles"])
+        assert r["macs"] == sum(r["pe_macs"])
+    tail = res[len(refs):]
+    assert [t["error"] for t in tail] == [EngineError.BAD_SHAPE, 0, EngineError.TOO_BIG, 0,
+                                         EngineError.BAD_DESC, 0]
+    for t in tail[1::2]:
+        assert np.array_equal(np.array(t["out"]).reshape(refs[0][1].shape), refs[0][1])
