@@ -168,3 +168,59 @@ def pe_dot_rtl(cfg: Config, w_rows: list[np.ndarray], a_rows: list[np.ndarray],
             "golden": [v for v, _ in gold], "cycles": r["cycles"], "counters": r["counters"],
             "pairs": pairs, "chunks": len(wc), "bound": pe_bound(pairs, len(wc), cfg),
             "model_cycles": pe_cycles(wc, ac, cfg).cycles}
+
+
+ENGINE_LAYERS = [
+    # name, K, C, R, S, H, W, stride, pad, d_w, d_a
+    ("target 3x3", 64, 64, 3, 3, 16, 16, 1, 1, 0.25, 0.5),
+    ("3x3 stride 2", 64, 64, 3, 3, 16, 16, 2, 1, 0.25, 0.5),
+    ("1x1", 64, 128, 1, 1, 16, 16, 1, 0, 0.25, 0.5),
+    ("5x5 sparse", 32, 32, 5, 5, 12, 12, 1, 2, 0.1, 0.3),
+    ("fc 256->64", 64, 256, 1, 1, 1, 1, 1, 0, 0.2, 0.5),
+    ("dense 3x3", 32, 32, 3, 3, 8, 8, 1, 1, 1.0, 1.0),
+]
+
+
+def bench_engine(cfg: Config, sim: str = "verilator", seed: int = 1,
+                 quick: bool = False) -> list[dict]:
+    """Benchmark layers through the RTL engine: cycles against the model, utilization,
+    speedup against a dense engine with the same multipliers, PE balance with and
+    without the scheduler."""
+    from ..tb.stimulus import random_tensor
+    from .layer import run_layer
+
+    rows = []
+    layers = ENGINE_LAYERS[:1] if quick else ENGINE_LAYERS
+    print(f"engine benchmark: {cfg.pes} PEs x {cfg.multipliers} multipliers, J = "
+          f"{cfg.join_width}, queues {cfg.queue_depth}; RTL under {sim}, seed {seed}")
+    hdr = (f"{'layer':14} {'d_w':>5} {'d_a':>5} {'cycles':>8} {'model':>8} {'err%':>6} "
+           f"{'util':>5} {'speedup':>7} {'bound':>6} {'macs max/mean':>13} {'busy':>6} "
+           f"{'unbal. cycles':>13} {'unbal. macs max/mean':>20}")
+    print(hdr)
+    for name, K, C, R, S, H, W, st, pad, dw, da in layers:
+        rng = np.random.default_rng(seed)
+        # filters of uneven density, as pruning leaves them: per-filter density drawn
+        # around d_w, so that the scheduler has something to balance
+        dens = np.clip(rng.normal(dw, dw / 2, K), 0.0, 1.0) if 0 < dw < 1 else np.full(K, dw)
+        w = np.stack([random_tensor(rng, (C, R, S), float(d)) for d in dens])
+        a = random_tensor(rng, (C, H, W), da)
+        runs = {}
+        for bal in (True, False):
+            runs[bal] = run_layer(w, a, cfg, st, pad, sim=sim, balance=bal)
+            if not runs[bal].stats.get("match"):
+                raise RuntimeError(f"engine bench: {name}: RTL output wrong ({runs[bal].stats})")
+        s, u = runs[True].stats, runs[False].stats
+        row = dict(name=name, **s, unbalanced_cycles=u["cycles"],
+                   unbalanced_macs_max_over_mean=u["macs_max_over_mean"],
+                   unbalanced_busy_max_over_mean=u["busy_max_over_mean"],
+                   ideal_speedup=1 / max(1e-9, s["d_w"] * s["d_a"]))
+        rows.append(row)
+        print(f"{name:14} {s['d_w']:5.2f} {s['d_a']:5.2f} {s['cycles']:8d} "
+              f"{s['predicted_cycles']:8d} {100 * s['model_error']:+6.1f} "
+              f"{s['utilization']:5.2f} {s['speedup_vs_dense']:6.2f}x "
+              f"{row['ideal_speedup']:5.1f}x {s['macs_max_over_mean']:13.3f} "
+              f"{s['busy_max_over_mean']:6.3f} {u['cycles']:13d} "
+              f"{u['macs_max_over_mean']:20.3f}", flush=True)
+    worst = max(abs(r["model_error"]) for r in rows)
+    print(f"worst model error {100 * worst:.1f}% (target 5%)")
+    return rows

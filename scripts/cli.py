@@ -167,15 +167,17 @@ def cmd_verilog(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_decoder, bench_pe
+    from .bench import bench_decoder, bench_engine, bench_pe
 
     cfg = _config(args)
     if args.what == "decoder":
         rows = bench_decoder(cfg, sim=args.sim, seed=args.seed, quick=args.quick)
     else:
         if args.sim == "amaranth":
-            raise CliError("bench pe runs the emitted Verilog: use --sim verilator or icarus")
-        rows = bench_pe(cfg, sim=args.sim, seed=args.seed, quick=args.quick)
+            raise CliError(f"bench {args.what} runs the emitted Verilog: use --sim verilator "
+                           f"or icarus")
+        bench = bench_pe if args.what == "pe" else bench_engine
+        rows = bench(cfg, sim=args.sim, seed=args.seed, quick=args.quick)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
         print(f"wrote {len(rows)} rows -> {args.json}")
@@ -313,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verilog)
 
     b = sub.add_parser("bench", help="benchmarks that print measured figures")
-    b.add_argument("what", choices=["decoder", "pe"])
+    b.add_argument("what", choices=["decoder", "pe", "engine"])
     b.add_argument("--sim", choices=("amaranth",) + SIMS, default="verilator")
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--quick", action="store_true", help="smaller tensors")
