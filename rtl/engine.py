@@ -220,25 +220,35 @@ class Engine(wiring.Component):
         s_lo, s_hi = lo(ix0), hi(ix0, Ww, S)
         iy = (iy0 + r)[0:16]
         ix = (ix0 + s)[0:16]
-        act_addr = Signal(32)
-        waddr = Signal(32)
-        m.d.comb += [
-            act_addr.eq((iy * Ww + ix) * nch + c),
-            waddr.eq((j * (R * S) + r * S + s) * nch + c),
-        ]
         step_last = (r == r_hi) & (s == s_hi) & (c == nch - 1)
+        rs = Signal(8)                    # R * S, set at start
 
+        # address pipeline (Fmax): A = the step, B = pixel and tap indices, C = chunk
+        # addresses, then the activation memory read (s1). Every stage moves on `advance`.
+        a_v, b_v, c_v = Signal(), Signal(), Signal()
+        a_iy, a_ix, a_c = Signal(16), Signal(16), Signal(16)
+        a_j, a_r, a_s, a_last = Signal(16), Signal(4), Signal(4), Signal()
+        b_pix, b_tap, b_c, b_last = Signal(32), Signal(24), Signal(16), Signal()
+        c_aaddr, c_waddr, c_last = Signal(32), Signal(32), Signal()
         s1_valid = Signal()
         s1_waddr = Signal(max(1, wa_bits))
         s1_last = Signal()
         push_ok = Cat(*[q.w_rdy for q in queues]).all()
         advance = ~s1_valid | push_ok
-        m.d.comb += [act_r.addr.eq(act_addr), act_r.en.eq(advance)]
+        m.d.comb += [act_r.addr.eq(c_aaddr), act_r.en.eq(advance)]
         for q in queues:
             m.d.comb += [q.w_en.eq(s1_valid & push_ok),
                          q.w_data.eq(Cat(act_r.data, s1_waddr, s1_last))]
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(seq_on), s1_waddr.eq(waddr), s1_last.eq(step_last)]
+            m.d.sync += [
+                a_v.eq(seq_on), a_iy.eq(iy), a_ix.eq(ix), a_c.eq(c), a_j.eq(j), a_r.eq(r),
+                a_s.eq(s), a_last.eq(step_last),
+                b_v.eq(a_v), b_pix.eq(a_iy * Ww + a_ix), b_tap.eq(a_j * rs + a_r * S + a_s),
+                b_c.eq(a_c), b_last.eq(a_last),
+                c_v.eq(b_v), c_aaddr.eq(b_pix * nch + b_c), c_waddr.eq(b_tap * nch + b_c),
+                c_last.eq(b_last),
+                s1_valid.eq(c_v), s1_waddr.eq(c_waddr), s1_last.eq(c_last),
+            ]
             with m.If(seq_on):
                 with m.If(c + 1 < nch):
                     m.d.sync += c.eq(c + 1)
@@ -276,8 +286,6 @@ class Engine(wiring.Component):
         total_results = Signal(32)
         a_valid = Signal()
         a_acc = Signal(signed(cfg.acc_width))
-        a_keep = Signal()
-        a_addr = Signal(32)
         a_mult = Signal(signed(16))
         a_shift = Signal(6)
         a_err = Signal()
@@ -313,30 +321,36 @@ class Engine(wiring.Component):
         m.d.comb += [kmap_r.addr.eq(sel * FM + sel_j), mult_r.addr.eq(kval),
                      shift_r.addr.eq(kval)]
         got = sel != P
-        m.d.sync += [a_valid.eq(got), a_acc.eq(sel_acc), a_keep.eq(kval < d["K"]),
-                     a_addr.eq(kval * npix + sel_pix), a_mult.eq(mult_r.data),
-                     a_shift.eq(shift_r.data), a_err.eq(sel_err)]
-        # stage B: multiply and round
+        # output pipeline: A selected result, B product and address, C rounded shift,
+        # then ReLU, clamp and the write
+        a_k = Signal(kb)
+        a_pix = Signal(32)
+        m.d.sync += [a_valid.eq(got), a_acc.eq(sel_acc), a_k.eq(kval), a_pix.eq(sel_pix),
+                     a_mult.eq(mult_r.data), a_shift.eq(shift_r.data), a_err.eq(sel_err)]
         b_valid = Signal()
         b_keep = Signal()
         b_addr = Signal(32)
         b_acc = Signal(signed(cfg.acc_width))
         b_prod = Signal(signed(cfg.acc_width + 17))
         b_shift = Signal(6)
-        rnd = (Const(1, cfg.acc_width + 17) << a_shift) >> 1      # 2**(shift-1), 0 if 0
-        m.d.sync += [b_valid.eq(a_valid), b_keep.eq(a_keep), b_addr.eq(a_addr),
-                     b_acc.eq(a_acc), b_prod.eq(a_acc * a_mult + rnd.as_signed()),
-                     b_shift.eq(a_shift)]
-        # stage C: shift, ReLU, clamp, write
+        m.d.sync += [b_valid.eq(a_valid), b_keep.eq(a_k < d["K"]),
+                     b_addr.eq(a_k * npix + a_pix), b_acc.eq(a_acc),
+                     b_prod.eq(a_acc * a_mult), b_shift.eq(a_shift)]
+        c_valid = Signal()
+        c_keep = Signal()
+        c_addr = Signal(32)
+        c_acc = Signal(signed(cfg.acc_width))
         y = Signal(signed(cfg.acc_width + 17))
-        m.d.comb += y.eq(b_prod >> b_shift)
+        rnd = (Const(1, cfg.acc_width + 17) << b_shift) >> 1      # 2**(shift-1), 0 if 0
+        m.d.sync += [c_valid.eq(b_valid), c_keep.eq(b_keep), c_addr.eq(b_addr),
+                     c_acc.eq(b_acc), y.eq((b_prod + rnd.as_signed()) >> b_shift)]
         relu = d["MODE"][1]
         y_r = Mux(relu & (y < 0), 0, y)
         y8 = Mux(y_r > 127, 127, Mux(y_r < -128, -128, y_r))
-        m.d.comb += [out_w.addr.eq(b_addr[0:oa_bits]),
-                     out_w.data.eq(Mux(d["MODE"][0], b_acc, y8.as_unsigned()[0:8].as_signed())),
-                     out_w.en.eq(b_valid & b_keep)]
-        with m.If(b_valid):
+        m.d.comb += [out_w.addr.eq(c_addr[0:oa_bits]),
+                     out_w.data.eq(Mux(d["MODE"][0], c_acc, y8.as_unsigned()[0:8].as_signed())),
+                     out_w.en.eq(c_valid & c_keep)]
+        with m.If(c_valid):
             m.d.sync += results.eq(results + 1)
 
         # ------------------------------------------------------------ descriptor check
@@ -389,6 +403,7 @@ class Engine(wiring.Component):
                         iy0.eq(-d["PAD"][0:4]), ix0.eq(-d["PAD"][0:4]),
                         r.eq(d["PAD"][0:4]), s.eq(d["PAD"][0:4]),
                         seq_on.eq(1), cycles.eq(0), results.eq(0),
+                        rs.eq(d["R"] * d["S"]),
                         npix.eq(d["HO"] * d["WO"]),
                         total_results.eq(d["HO"] * d["WO"] * d["F"] * P),
                     ] + [res_j[p].eq(0) for p in range(P)] + [res_pix[p].eq(0)

@@ -128,11 +128,26 @@ class PE(wiring.Component):
 
         # ------------------------------------------------------------ join + unpack
         def prefix_counts(bits, width, name):
-            """Signals pc[i] = number of set bits below i (materialised, so that every
-            use shares one adder chain)."""
+            """Signals pc[i] = number of set bits below i, by a Sklansky parallel prefix:
+            log2(width) adder levels instead of a ripple of width adders (Fmax)."""
+            cur = [bits[i] for i in range(width)]
+            lvl = 0
+            while (1 << lvl) < width:
+                nxt = []
+                for i in range(width):
+                    if i >> lvl & 1:
+                        src = (i >> lvl << lvl) - 1
+                        v = Signal(range(width + 1), name=f"{name}_l{lvl}_{i}")
+                        m.d.comb += v.eq(cur[i] + cur[src])
+                        nxt.append(v)
+                    else:
+                        nxt.append(cur[i])
+                cur = nxt
+                lvl += 1
             pc = [Signal(range(width + 1), name=f"{name}{i}") for i in range(width + 1)]
+            m.d.comb += pc[0].eq(0)
             for i in range(width):
-                m.d.comb += pc[i + 1].eq(pc[i] + bits[i])
+                m.d.comb += pc[i + 1].eq(cur[i])   # inclusive prefix of bits[0..i]
             return pc
 
         def unpack(mask, vals, name):

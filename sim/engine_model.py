@@ -25,7 +25,7 @@ from .conv import Job
 __all__ = ["engine_steps", "engine_cycles", "ENGINE_LATENCY"]
 
 # start-up (CHECK, first read) and the output stages up to the done cycle
-ENGINE_LATENCY = 12
+ENGINE_LATENCY = 15
 # from a PE's last select of an accumulation to its result in the output register
 PE_TO_OUT = 0
 
