@@ -362,6 +362,22 @@ class Engine(wiring.Component):
         ho_ok = Mux(d["STRIDE"] == 2, ((hp - d["R"]) >> 1) + 1, hp - d["R"] + 1) == d["HO"]
         wo_ok = Mux(d["STRIDE"] == 2, ((wp - d["S"]) >> 1) + 1, wp - d["S"] + 1) == d["WO"]
         big16 = Cat(*[d[n][16:32] != 0 for n in DESC if n != "MODE"]).any()
+        # sizes the layer needs, as free-running two-level product registers (16-bit
+        # operands: anything wider is refused by big16); CHECK waits for them to settle
+        v16 = {n: d[n][0:16] for n in DESC}
+        rs_d = Signal(8)
+        p_hw, p_frs, p_kho, npix_d = Signal(32), Signal(24), Signal(32), Signal(32)
+        act_need, wgt_need, out_need, red_need = (Signal(48), Signal(40), Signal(48),
+                                                  Signal(24))
+        total_d = Signal(48)
+        m.d.sync += [
+            rs_d.eq(d["R"][0:4] * d["S"][0:4]),
+            p_hw.eq(v16["H"] * v16["W"]), p_frs.eq(v16["F"] * rs_d),
+            p_kho.eq(v16["K"] * v16["HO"]), npix_d.eq(v16["HO"] * v16["WO"]),
+            red_need.eq(v16["C"] * rs_d),
+            act_need.eq(p_hw * v16["NCH"]), wgt_need.eq(p_frs * v16["NCH"]),
+            out_need.eq(p_kho * v16["WO"]), total_d.eq(npix_d * v16["F"] * P),
+        ]
         m.d.comb += [
             bad_shape.eq(Cat(*[d[n] == 0 for n in ("C", "H", "W", "K", "R", "S")]).any()
                          | (d["R"] > 7) | (d["S"] > 7)
@@ -372,19 +388,22 @@ class Engine(wiring.Component):
                         | (d["F"] * P < d["K"]) | ((d["F"] - 1) * P >= d["K"])
                         | ~ho_ok | ~wo_ok),
             too_big.eq(big16 | (d["K"] > cfg.max_filters) | (d["C"] > cfg.max_channels)
-                       | (d["H"] * d["W"] * d["NCH"] > cfg.act_mem_chunks)
-                       | (d["F"] * d["R"] * d["S"] * d["NCH"] > cfg.wgt_mem_chunks)
-                       | (d["K"] * d["HO"] * d["WO"] > cfg.out_mem_words)
-                       | (d["C"] * d["R"] * d["S"] > cfg.max_reduction)),
+                       | (act_need > cfg.act_mem_chunks) | (wgt_need > cfg.wgt_mem_chunks)
+                       | (out_need > cfg.out_mem_words) | (red_need > cfg.max_reduction)),
         ]
         any_pe_err = Cat(*[pe.error != 0 for pe in pes]).any()
 
         # ------------------------------------------------------------ control FSM
         m.d.sync += pe_clear.eq(0)     # registered: a comb FSM output would start out X
+        settle = Signal(2)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [done.eq(0), error.eq(0), busy.eq(1)]
+                    m.d.sync += [done.eq(0), error.eq(0), busy.eq(1), settle.eq(0)]
+                    m.next = "SETTLE"
+            with m.State("SETTLE"):
+                m.d.sync += settle.eq(settle + 1)
+                with m.If(settle == 3):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If(bad_shape):
@@ -403,9 +422,8 @@ class Engine(wiring.Component):
                         iy0.eq(-d["PAD"][0:4]), ix0.eq(-d["PAD"][0:4]),
                         r.eq(d["PAD"][0:4]), s.eq(d["PAD"][0:4]),
                         seq_on.eq(1), cycles.eq(0), results.eq(0),
-                        rs.eq(d["R"] * d["S"]),
-                        npix.eq(d["HO"] * d["WO"]),
-                        total_results.eq(d["HO"] * d["WO"] * d["F"] * P),
+                        rs.eq(rs_d),
+                        npix.eq(npix_d), total_results.eq(total_d),
                     ] + [res_j[p].eq(0) for p in range(P)] + [res_pix[p].eq(0)
                                                               for p in range(P)]
                     m.next = "RUN"
