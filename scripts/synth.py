@@ -110,6 +110,23 @@ def _parse(board: str, build_dir: Path, name: str) -> dict:
     return res
 
 
+def _pe_multipliers(netlist: Path) -> int | None:
+    """DSP cells that come from the PEs' multipliers (source attribute in rtl/pe.py)."""
+    if not netlist.exists():
+        return None
+    mods = json.loads(netlist.read_text()).get("modules", {})
+    n = 0
+    for mod in mods.values():
+        for cname, cell in mod.get("cells", {}).items():
+            if cell.get("type") not in ("MULT18X18D", "SB_MAC16"):
+                continue
+            attrs = cell.get("attributes", {})
+            where = " ".join([cname, str(attrs.get("src", "")), str(attrs.get("hdlname", ""))])
+            if re.search(r"rtl/pe\.py|\bpe\d+\b", where):
+                n += 1
+    return n
+
+
 def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
           clock_mhz: float = 100.0) -> dict:
     """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream."""
@@ -127,6 +144,14 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
         raise SynthError(f"{board} build failed: {first[:200]} (log: {logs[-1]})") from None
     bit = next((p for p in build_dir.glob(f"{name}.bi[tn]")), None)
     res = _parse(board, build_dir, name)
+    # `multipliers`: DSP blocks that implement the PEs' int8 products (P x M in the config
+    # when synthesis kept them all); `dsp_blocks`: all DSP blocks, address and requant
+    # arithmetic included
+    res["dsp_blocks"] = res["multipliers"]
+    pe_mults = _pe_multipliers(build_dir / f"{name}.json")
+    if pe_mults is not None:
+        res["multipliers"] = pe_mults
+    res["multipliers_config"] = cfg.pes * cfg.multipliers
     res.update(board=board, bitstream=str(bit) if bit else None, seconds=time.time() - t0,
                config=cfg.to_dict(), target_mhz=clock_mhz)
     (build_dir / "report.json").write_text(json.dumps(res, indent=1))
