@@ -16,6 +16,7 @@ Seeds are printed; set ``DS_SEED`` to change them (every seed derives from it).
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -25,7 +26,7 @@ from doublesparse.sim.config import Config
 from doublesparse.sim.formats import Chunk, Err, parse_image, parse_stream, to_chunks
 from doublesparse.tb.cocotb_decoder import compare
 from doublesparse.tb.runner import SIMS as ALL_SIMS
-from doublesparse.tb.runner import run_decoder_rtl
+from doublesparse.tb.runner import SimFailure, run_decoder_rtl
 from doublesparse.tb.stimulus import FORMATS, fuzz_image, random_image, stream_of
 
 SIMS = [s.strip() for s in os.environ.get("DS_SIMS", ",".join(ALL_SIMS)).split(",")
@@ -210,6 +211,8 @@ def test_hang_reported(sim: str) -> None:
     _, img = random_image(np.random.default_rng(SEED), cfg, "bitmap", (20, 3), 0.5)
     words, lasts = stream_of([img])
     run = run_decoder_rtl(cfg, words, lasts, sim=sim, check=False, timeout_cycles=10)
+    shutil.rmtree(run.work_dir or "", ignore_errors=True)   # failed runs keep their folder
     assert run.hung and run.cycles == 10 and run.errors == [] and 0 < run.in_words < len(words)
-    with pytest.raises(RuntimeError, match="hung"):
+    with pytest.raises(SimFailure, match="hung") as e:
         run_decoder_rtl(cfg, words, lasts, sim=sim, check=True, timeout_cycles=10)
+    shutil.rmtree(e.value.work_dir, ignore_errors=True)
