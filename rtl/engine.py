@@ -35,6 +35,7 @@ class EngineError:
     BAD_DESC = 2     # NCH, F, HO or WO disagree with the other fields
     TOO_BIG = 3      # the layer does not fit the memories or the config limits
     PE_FAULT = 4     # a PE flagged a result (cannot happen with a valid descriptor)
+    NOT_INT8 = 5     # ENCODE asked while the outputs are raw int32
 
     MEANING = {
         0: "no error",
@@ -42,6 +43,7 @@ class EngineError:
         2: "bad descriptor: NCH, F, HO or WO disagree with C, K, H, W, R, S, stride, pad",
         3: "the layer does not fit the engine's memories or limits",
         4: "a PE flagged a result (weight and activation streams out of step)",
+        5: "encode needs requantized int8 outputs (MODE bit 0 clear)",
     }
 
 
@@ -140,6 +142,7 @@ class Engine(wiring.Component):
                 lo, hi = 32 * w, min(32 * w + 32, CW)
                 m.d.comb += chunk_word[lo:hi].eq(host.wdata[0:hi - lo])
         start = Signal()
+        enc_start = Signal()
         with m.If(host.we):
             with m.If(region == REGION["CSR"]):
                 for name in DESC:
@@ -147,12 +150,18 @@ class Engine(wiring.Component):
                         m.d.sync += d[name].eq(host.wdata)
                 with m.If((offset == REG["CTRL"]) & host.wdata[0] & ~busy):
                     m.d.comb += start.eq(1)
+                with m.Elif((offset == REG["CTRL"]) & host.wdata[1] & ~busy):
+                    m.d.comb += enc_start.eq(1)
             with m.Elif(~busy):
                 m.d.sync += staging.eq(chunk_word)
                 m.d.comb += commit.eq(wsel == NW - 1)
+        enc_act_addr = Signal(32)
+        enc_act_data = Signal(CW)
+        enc_act_en = Signal()
         m.d.comb += [
-            act_w.addr.eq(entry), act_w.data.eq(chunk_word),
-            act_w.en.eq(commit & (region == REGION["ACT"])),
+            act_w.addr.eq(Mux(enc_act_en, enc_act_addr, entry)),
+            act_w.data.eq(Mux(enc_act_en, enc_act_data, chunk_word)),
+            act_w.en.eq(enc_act_en | (commit & (region == REGION["ACT"]))),
             kmap_w.addr.eq(offset), kmap_w.data.eq(host.wdata),
             kmap_w.en.eq(host.we & ~busy & (region == REGION["KMAP"])),
             mult_w.addr.eq(offset), mult_w.data.eq(host.wdata[0:16]),
@@ -394,6 +403,62 @@ class Engine(wiring.Component):
         any_pe_err = Cat(*[pe.error != 0 for pe in pes]).any()
 
         # ------------------------------------------------------------ control FSM
+        # ------------------------------------------------------------ output re-encoder
+        # ENCODE turns the int8 outputs (K, Ho, Wo) into bitmap chunks, channels-last per
+        # pixel, written into the activation memory: the next layer (C = K, H = Ho,
+        # W = Wo) runs without reloading activations. One output word is read a cycle.
+        enc_go = Signal()
+        enc_on = Signal()          # issuing reads
+        e_pix = Signal(32)
+        e_ch = Signal(16)          # channel, running past K to the end of the last chunk
+        e_lane = Signal(range(J))
+        e_rd = Signal(32)          # out_mem address ch * Npix + pix
+        e_npix = Signal(32)
+        q_v, q_valid, q_end = Signal(), Signal(), Signal()     # read issued last cycle
+        q_lane = Signal(range(J))
+        e_mask = Signal(J)
+        e_vals = Signal(data.ArrayLayout(8, J))
+        e_cnt = Signal(range(J + 1))
+        e_addr = Signal(32)
+        enc_overflow = Signal()
+        enc_finished = Signal()
+        chunk_end = e_lane == J - 1
+        pixel_end = chunk_end & (e_ch + 1 >= d["K"])
+        with m.If(enc_go):
+            m.d.sync += [enc_on.eq(1), e_pix.eq(0), e_ch.eq(0), e_lane.eq(0), e_rd.eq(0),
+                         e_npix.eq(d["HO"][0:16] * d["WO"][0:16]), e_addr.eq(0),
+                         e_mask.eq(0), e_vals.eq(0), e_cnt.eq(0), q_v.eq(0)]
+        with m.Elif(enc_on):
+            m.d.sync += [q_v.eq(1), q_valid.eq(e_ch < d["K"]), q_lane.eq(e_lane),
+                         q_end.eq(chunk_end), e_lane.eq(Mux(chunk_end, 0, e_lane + 1))]
+            with m.If(pixel_end):
+                m.d.sync += [e_ch.eq(0), e_pix.eq(e_pix + 1), e_rd.eq(e_pix + 1)]
+                with m.If(e_pix + 1 == e_npix):
+                    m.d.sync += enc_on.eq(0)
+            with m.Else():
+                m.d.sync += [e_ch.eq(e_ch + 1), e_rd.eq(e_rd + e_npix)]
+        with m.Else():
+            m.d.sync += q_v.eq(0)
+        # data stage: the read issued last cycle is in out_r.data now
+        val = out_r.data[0:8]
+        nz = q_v & q_valid & (val != 0)
+        new_mask = Signal(J)
+        new_vals = Signal(data.ArrayLayout(8, J))
+        m.d.comb += [new_mask.eq(e_mask | Mux(nz, Const(1, J) << q_lane, 0)),
+                     new_vals.eq(e_vals)]
+        for ln in range(J):
+            with m.If(nz & (e_cnt == ln)):
+                m.d.comb += new_vals[ln].eq(val)
+        with m.If(q_v):
+            with m.If(q_end):
+                m.d.comb += [enc_act_en.eq(e_addr < cfg.act_mem_chunks),
+                             enc_act_addr.eq(e_addr), enc_act_data.eq(Cat(new_mask, new_vals))]
+                m.d.sync += [e_addr.eq(e_addr + 1), e_mask.eq(0), e_vals.eq(0), e_cnt.eq(0)]
+            with m.Else():
+                m.d.sync += [e_mask.eq(new_mask), e_vals.eq(new_vals), e_cnt.eq(e_cnt + nz)]
+        m.d.comb += [enc_overflow.eq(q_v & q_end & (e_addr >= cfg.act_mem_chunks)),
+                     enc_finished.eq(~enc_on & ~q_v)]
+
         m.d.sync += pe_clear.eq(0)     # registered: a comb FSM output would start out X
         settle = Signal(2)
         with m.FSM():
@@ -401,6 +466,13 @@ class Engine(wiring.Component):
                 with m.If(start):
                     m.d.sync += [done.eq(0), error.eq(0), busy.eq(1), settle.eq(0)]
                     m.next = "SETTLE"
+                with m.Elif(enc_start):
+                    with m.If(d["MODE"][0]):
+                        m.d.sync += [done.eq(1), error.eq(EngineError.NOT_INT8)]
+                    with m.Else():
+                        m.d.sync += [done.eq(0), error.eq(0), busy.eq(1)]
+                        m.d.comb += enc_go.eq(1)
+                        m.next = "ENCODE"
             with m.State("SETTLE"):
                 m.d.sync += settle.eq(settle + 1)
                 with m.If(settle == 3):
@@ -433,6 +505,13 @@ class Engine(wiring.Component):
                     m.d.sync += [busy.eq(0), done.eq(1),
                                  error.eq(Mux(any_pe_err, EngineError.PE_FAULT, 0))]
                     m.next = "IDLE"
+            with m.State("ENCODE"):
+                with m.If(enc_overflow):
+                    m.d.sync += [busy.eq(0), done.eq(1), error.eq(EngineError.TOO_BIG)]
+                    m.next = "IDLE"
+                with m.Elif(enc_finished):
+                    m.d.sync += [busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
 
         # ------------------------------------------------------------ host reads
         macs_total = sum(pe.macs for pe in pes)
@@ -454,7 +533,7 @@ class Engine(wiring.Component):
                 with m.Case(REG["PE_MACS"] + p):
                     m.d.comb += csr.eq(pes[p].macs)
         rd_region = Signal(8)
-        m.d.comb += out_r.addr.eq(offset[0:oa_bits])
+        m.d.comb += out_r.addr.eq(Mux(enc_on, e_rd[0:oa_bits], offset[0:oa_bits]))
         m.d.sync += [host.rvalid.eq(host.re), rd_region.eq(region)]
         csr_q = Signal(32)
         m.d.sync += csr_q.eq(csr)

@@ -86,7 +86,7 @@ async def engine_job(dut):
     out = {"runs": []}
     for run in job["runs"]:
         if run.get("load", True):
-            for e, word in enumerate(run["act"]):
+            for e, word in enumerate(run["act"] if run.get("load_act", True) else []):
                 for w, v in enumerate(chunk_words(word, nw)):
                     await host.write((REGION["ACT"] << 24) | (e << 3) | w, v)
             for p, words in enumerate(run["wgt"]):
@@ -129,6 +129,18 @@ async def engine_job(dut):
             n = run["n_out"] if res["error"] == 0 else 0
             raw = await host.read_many([(REGION["OUT"] << 24) | i for i in range(n)])
             res["out"] = [v - (1 << 32) if v >> 31 else v for v in raw]
+        if run.get("encode") and not res["hung"]:
+            # re-encode the int8 outputs into the activation memory for the next layer
+            await host.write(REG["CTRL"], 2)
+            status = await host.read(REG["STATUS"])
+            waited = 0
+            while status & 1 and waited < budget:
+                await ClockCycles(dut.clk, 64)
+                await FallingEdge(dut.clk)
+                waited += 66
+                status = await host.read(REG["STATUS"])
+            res["encode_status"] = status
+            res["hung"] = bool(status & 1)
         out["runs"].append(res)
     with open(job["out"], "w") as f:
         json.dump(out, f)

@@ -100,3 +100,31 @@ def test_engine_layers(sim: str) -> None:
                                          EngineError.BAD_DESC, 0]
     for t in tail[1::2]:
         assert np.array_equal(np.array(t["out"]).reshape(refs[0][1].shape), refs[0][1])
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_layers_chain_through_encode(sim: str) -> None:
+    """Layer 1 (requantized int8) is re-encoded in hardware into the activation memory;
+    layer 2 runs on it without the host loading activations, and must equal the golden
+    model applied to the golden layer-1 output. A raw job refuses to encode."""
+    rng = np.random.default_rng(SEED + 7)
+    w1 = random_tensor(rng, (12, 20, 3, 3), 0.4)
+    a1 = random_tensor(rng, (20, 5, 6), 0.6)
+    req = (rng.integers(20, 200, 12), np.full(12, 10))
+    y1 = requantize(conv2d_golden(w1, a1, 1, 1), *req, relu=True)
+    w2 = random_tensor(rng, (7, 12, 3, 3), 0.5)
+    y2 = conv2d_golden(w2, y1, 2, 1)
+    job1 = make_job(w1, a1, CFG, 1, 1, req, True)
+    job2 = make_job(w2, y1, CFG, 2, 1)            # its act image is not loaded
+    r1 = dict(engine_run_dict(job1, CFG), encode=True)
+    r2 = dict(engine_run_dict(job2, CFG), load_act=False, encode=True)
+    res = run_engine_rtl(CFG, [r1, r2], sim=sim)
+    assert res[0]["error"] == 0 and (res[0]["encode_status"] >> 4) == 0, res[0]
+    assert np.array_equal(np.array(res[0]["out"]).reshape(y1.shape), y1)
+    assert res[1]["error"] == 0
+    out2 = np.array(res[1]["out"]).reshape(y2.shape)
+    if not np.array_equal(out2, y2):
+        bad = np.argwhere(out2 != y2)[0]
+        pytest.fail(f"chained layer 2 differs at {tuple(bad)}: rtl {out2[tuple(bad)]} "
+                    f"golden {y2[tuple(bad)]}")
+    assert (res[1]["encode_status"] >> 4) == EngineError.NOT_INT8     # layer 2 was raw
