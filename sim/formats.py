@@ -5,7 +5,7 @@ axes (taken in C order, i.e. row-major). Each channel vector is cut into *chunks
 ``J = config.join_width`` channels; a chunk in the engine's internal form is a J-bit mask plus
 the nonzero values packed in channel order (:class:`Chunk`).
 
-A memory image is a sequence of little-endian 32-bit words: a ten-word self-describing header
+A memory image is a sequence of little-endian 32-bit words: an eleven-word self-describing header
 followed by the body in one of three formats (bit-level spec: ``docs/formats.md``):
 
 * ``bitmap``: one word-aligned record per chunk: J/8 mask bytes, then the nonzero bytes.
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import Config
+from .config import Config, ConfigError
 
 __all__ = [
     "MAGIC", "HEADER_WORDS", "Fmt", "Err", "ERROR_MEANING", "FormatError", "Chunk", "Header",
@@ -214,7 +214,7 @@ def _header(fmt: Fmt, jw: int, p0: int, p1: int, shape: tuple[int, ...],
 
 
 def read_header(words: Sequence[int]) -> Header:
-    """Parse and fully check the ten header words (including the host-side checks of the
+    """Parse and fully check the eleven header words (including the host-side checks of the
     unused dimensions and of npos against the shape, which the RTL leaves to the host)."""
     if len(words) < HEADER_WORDS:
         raise FormatError(Err.TRUNCATED,
@@ -363,7 +363,9 @@ def is_nm(x: np.ndarray, n: int = 2, m: int = 4) -> bool:
 def prune_nm(x: np.ndarray, n: int = 2, m: int = 4) -> np.ndarray:
     """Keep the ``n`` largest-magnitude values of every group of ``m`` channels (ties: the
     lower channel wins), zeroing the rest. Returns a new array of the same shape and dtype."""
-    _fmt_config(nm_n=n, nm_m=m, join_width=8 * m if m < 8 else 16)
+    if m not in (2, 4, 8) or not 1 <= n < m:
+        raise ConfigError("nm_n" if m in (2, 4, 8) else "nm_m", n if m in (2, 4, 8) else m,
+                          f"N:M must have M in (2, 4, 8) and 1 <= N < M (got {n}:{m})")
     x = np.asarray(x)
     c = x.shape[0]
     vecs = _vectors(x)
@@ -739,7 +741,12 @@ def decode(image: Sequence[int] | np.ndarray, cfg: Config | None = None) -> np.n
     The decoder parameters come from the image's header unless ``cfg`` is given."""
     image = [int(v) & MASK32 for v in np.asarray(image, dtype=np.uint64).ravel()]
     h = read_header(image)
-    cfg = cfg or config_for_header(h)
+    if cfg is None:
+        try:
+            cfg = config_for_header(h)
+        except ConfigError as e:
+            raise FormatError(Err.BAD_FORMAT, f"header asks for unsupported parameters: {e}"
+                              ) from None
     r = parse_image(image, cfg)
     if r.error != Err.OK:
         raise FormatError(r.error, r.detail)
