@@ -13,7 +13,20 @@ from ..rtl.decoder import Decoder
 from ..sim.config import Config
 from ..sim.formats import Chunk, Err
 
-__all__ = ["DecoderRun", "run_decoder"]
+__all__ = ["DecoderRun", "run_decoder", "simulate"]
+
+
+def simulate(dut, bench, vcd: str | None = None) -> None:
+    """Run ``bench`` (an async testbench) against ``dut`` with a clock, optionally
+    writing a VCD waveform."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
 
 
 @dataclass
@@ -82,12 +95,5 @@ def run_decoder(cfg: Config, words: list[int], lasts: list[bool], *, p_valid: fl
         run.cycles = cycles
         run.in_words = i
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    simulate(dut, bench, vcd)
     return run

@@ -3,10 +3,9 @@ cocotb testbench ``cocotb_engine.py`` is the fast path for real layers)."""
 
 from __future__ import annotations
 
-from amaranth.sim import Simulator
-
 from ..rtl.engine import DESC, REG, REGION, Engine
 from ..sim.config import Config
+from .amaranth_harness import simulate
 
 __all__ = ["run_engine_amaranth"]
 
@@ -72,12 +71,5 @@ def run_engine_amaranth(cfg: Config, run: dict, vcd: str | None = None,
                 v = await read((REGION["OUT"] << 24) | i)
                 res["out"].append(v - (1 << 32) if v >> 31 else v)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    simulate(dut, bench, vcd)
     return res

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.sim import Simulator
 
 from ..rtl.pe import PE
 from ..sim.config import Config
 from ..sim.formats import Chunk
+from .amaranth_harness import simulate
 
 __all__ = ["PERun", "run_pe"]
 
@@ -79,12 +79,5 @@ def run_pe(cfg: Config, w_chunks: list[Chunk], a_chunks: list[Chunk], n_results:
                         ("busy_cycles", "macs", "idle_slots", "empty_pairs")}
         run.error = int(ctx.get(dut.error))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    simulate(dut, bench, vcd)
     return run
