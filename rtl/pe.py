@@ -33,6 +33,7 @@ import operator
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sim.config import Config
@@ -122,8 +123,19 @@ class PE(wiring.Component):
         EL = _entry_layout(J)
 
         # ------------------------------------------------------------ pair queue state
-        ent = [Signal(EL, name=f"q{i}") for i in range(D)]
+        # The pair queue is a circular buffer in a memory with two asynchronous read ports
+        # (head and head + 1): it maps to distributed RAM instead of D x |entry| flip-flops
+        # with a three-way shift per entry.
+        m.submodules.queue = qmem = Memory(shape=EL.size, depth=D, init=[])
+        q_wr = qmem.write_port()
+        q_rd0 = qmem.read_port(domain="comb")
+        q_rd1 = qmem.read_port(domain="comb")
+        head = Signal(range(D))
+        tail = Signal(range(D))
         count = Signal(range(D + 1))
+
+        def wrap(x):
+            return Mux(x >= D, x - D, x)[0:len(head)]
         done0 = Signal(J)                 # head pair: match bits already multiplied
 
         # ------------------------------------------------------------ join + unpack
@@ -202,7 +214,8 @@ class PE(wiring.Component):
         # taken yet; a result waiting in the output register does not stop the multipliers.
         s2_close = Signal()
         advance = ~(s2_close & self.o.valid & ~self.o.ready)
-        e0, e1 = ent[0], ent[1]
+        m.d.comb += [q_rd0.addr.eq(head), q_rd1.addr.eq(wrap(head + 1))]
+        e0, e1 = data.View(EL, q_rd0.data), data.View(EL, q_rd1.data)
         v0 = count >= 1
         v1 = count >= 2
         full0 = e0.wm & e0.am
@@ -234,14 +247,9 @@ class PE(wiring.Component):
 
         # queue update: pop 0..2 (when advancing), push 0..1
         npop = Mux(advance, pops, 0)
-        for i in range(D):
-            src = Array([ent[j] for j in range(i, min(i + 3, D))] + [ent[D - 1]] * 3)
-            nxt = Signal(EL, name=f"q{i}_next")
-            m.d.comb += nxt.eq(src[npop])
-            with m.If(push & (count - npop == i)):
-                m.d.comb += nxt.eq(new)
-            m.d.sync += ent[i].eq(nxt)
-        m.d.sync += count.eq(count - npop + push)
+        m.d.comb += [q_wr.addr.eq(tail), q_wr.data.eq(new), q_wr.en.eq(push)]
+        m.d.sync += [head.eq(wrap(head + npop)), tail.eq(wrap(tail + push)),
+                     count.eq(count - npop + push)]
         with m.If(advance):
             with m.If(consumed0):
                 m.d.sync += done0.eq(Mux(consumed1 | ~use1, 0, sel[J:]))
