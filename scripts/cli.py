@@ -290,7 +290,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     except SynthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 4
-    keys = ("fmax_mhz", "luts", "ffs", "multipliers", "brams", "bitstream")
+    keys = ("fmax_mhz", "timing_met", "luts", "ffs", "multipliers", "dsp_blocks", "brams",
+            "bitstream")
     print(", ".join(f"{k} {res[k]}" for k in keys) + f" ({res['seconds']:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
