@@ -95,7 +95,8 @@ def _parse(board: str, build_dir: Path, name: str) -> dict:
     rpt = build_dir / f"{name}.rpt"
     text = (rpt.read_text() if rpt.exists() else "") + log
     fmax = [float(x) for x in re.findall(r"Max frequency for clock[^:]*:\s*([\d.]+) MHz", text)]
-    res: dict = {"fmax_mhz": min(fmax) if fmax else None}
+    # the last report is the routed one (earlier ones are placement estimates)
+    res: dict = {"fmax_mhz": fmax[-1] if fmax else None}
     util = dict(re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%", text))
     if board == "ulx3s-85f":
         res["luts"] = int(util.get("TRELLIS_COMB", 0)) or None
