@@ -13,10 +13,10 @@ import json
 import os
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from doublesparse.rtl.engine import DESC, REG, REGION
+from doublesparse.tb.cocotb_util import start_and_reset
 
 NAMES = {"C": "C", "H": "H", "W": "W", "K": "K", "R": "R", "S": "S", "STRIDE": "stride",
          "PAD": "pad", "F": "F", "NCH": "nch", "HO": "Ho", "WO": "Wo"}
@@ -74,14 +74,7 @@ async def engine_job(dut):
     cfg = job["cfg"]
     J = cfg["join_width"]
     nw = -(-9 * J // 32)
-    Clock(dut.clk, 10, unit="ns").start()
-    for sig in (dut.host__we, dut.host__re, dut.host__addr, dut.host__wdata):
-        sig.value = 0
-    dut.rst.value = 1
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await start_and_reset(dut, list((dut.host__we, dut.host__re, dut.host__addr, dut.host__wdata)))
     host = Host(dut)
     out = {"runs": []}
     for run in job["runs"]:

@@ -16,8 +16,9 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly
+
+from doublesparse.tb.cocotb_util import start_and_reset
 
 COUNTERS = ("busy_cycles", "macs", "idle_slots", "empty_pairs")
 
@@ -43,14 +44,7 @@ async def pe_job(dut):
     dut._log.info(f"PE job: {len(job['segments'])} segments, seed {seed}, "
                   f"p_w={job['p_w']} p_a={job['p_a']} p_ready={job['p_ready']}")
     rng = np.random.default_rng(seed)
-    Clock(dut.clk, 10, unit="ns").start()
-    for sig in (dut.w__valid, dut.a__valid, dut.o__ready, dut.clear):
-        sig.value = 0
-    dut.rst.value = 1
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await start_and_reset(dut, list((dut.w__valid, dut.a__valid, dut.o__ready, dut.clear)))
 
     out = {"segments": []}
     failure = None
