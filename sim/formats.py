@@ -33,7 +33,7 @@ __all__ = [
     "MAGIC", "HEADER_WORDS", "Fmt", "Err", "ERROR_MEANING", "FormatError", "Chunk", "Header",
     "ImageResult", "Parser", "encode", "encode_bitmap", "encode_rle", "encode_nm", "decode",
     "parse_image", "parse_stream", "read_header", "to_chunks", "chunks_to_tensor", "prune_nm",
-    "is_nm", "config_for_header", "image_stats", "body_check",
+    "is_nm", "config_for_header", "body_check",
 ]
 
 MAGIC = 0x31505344  # b"DSP1" little-endian
@@ -352,12 +352,16 @@ def encode_rle(x: np.ndarray, run_bits: int = 4) -> np.ndarray:
     return _image(Fmt.RLE, 0, cfg.run_bits, 0, x.shape, body)
 
 
+def _groups(x: np.ndarray, m: int) -> np.ndarray:
+    """(npos, ceil(C / m), m) view of the channel vectors, zero-padded to whole groups."""
+    vecs = _vectors(x)
+    pad = (-x.shape[0]) % m
+    v = np.concatenate([vecs, np.zeros((vecs.shape[0], pad), vecs.dtype)], axis=1)
+    return v.reshape(v.shape[0], -1, m)
+
+
 def is_nm(x: np.ndarray, n: int = 2, m: int = 4) -> bool:
-    x = np.asarray(x)
-    c = x.shape[0]
-    pad = (-c) % m
-    v = np.concatenate([_vectors(x), np.zeros((_vectors(x).shape[0], pad), x.dtype)], axis=1)
-    return bool((np.count_nonzero(v.reshape(v.shape[0], -1, m), axis=2) <= n).all())
+    return bool((np.count_nonzero(_groups(np.asarray(x), m), axis=2) <= n).all())
 
 
 def prune_nm(x: np.ndarray, n: int = 2, m: int = 4) -> np.ndarray:
@@ -368,15 +372,12 @@ def prune_nm(x: np.ndarray, n: int = 2, m: int = 4) -> np.ndarray:
                           f"N:M must have M in (2, 4, 8) and 1 <= N < M (got {n}:{m})")
     x = np.asarray(x)
     c = x.shape[0]
-    vecs = _vectors(x)
-    pad = (-c) % m
-    v = np.concatenate([vecs, np.zeros((vecs.shape[0], pad), x.dtype)], axis=1)
-    g = v.reshape(v.shape[0], -1, m)
+    g = _groups(x, m)
     # stable sort on -|x| keeps the lower index first among equal magnitudes
     order = np.argsort(-np.abs(g.astype(np.int64)), axis=2, kind="stable")
     keep = np.zeros(g.shape, dtype=bool)
     np.put_along_axis(keep, order[:, :, :n], True, axis=2)
-    out = np.where(keep, g, 0).reshape(v.shape)[:, :c]
+    out = np.where(keep, g, 0).reshape(g.shape[0], -1)[:, :c]
     return np.ascontiguousarray(out.T).reshape(x.shape).astype(x.dtype)
 
 
@@ -751,10 +752,3 @@ def decode(image: Sequence[int] | np.ndarray, cfg: Config | None = None) -> np.n
     if r.error != Err.OK:
         raise FormatError(r.error, r.detail)
     return chunks_to_tensor(r.chunks, h.shape, cfg.join_width)
-
-
-def image_stats(image: np.ndarray, shape: Sequence[int]) -> dict[str, float]:
-    dense_bytes = int(np.prod(shape))
-    img_bytes = 4 * len(image)
-    return {"dense_bytes": dense_bytes, "image_bytes": img_bytes,
-            "ratio": dense_bytes / img_bytes}

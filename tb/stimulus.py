@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..sim.config import Config
-from ..sim.formats import HEADER_WORDS, MASK32, Fmt, encode, prune_nm
+from ..sim.formats import HEADER_WORDS, MASK32, encode, prune_nm
 
 __all__ = ["FORMATS", "random_tensor", "random_image", "fuzz_image", "fix_checksum", "stream_of"]
 
@@ -90,5 +90,3 @@ def stream_of(images: list[list[int]]) -> tuple[list[int], list[bool]]:
         lasts += [False] * (len(img) - 1) + [True]
     return words, lasts
 
-
-_ = Fmt  # re-exported names used by callers
