@@ -170,6 +170,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_decoder, bench_engine, bench_pe
 
     cfg = _config(args)
+    if args.what == "sweep":
+        return _bench_sweep(args, cfg)
     if args.what == "decoder":
         rows = bench_decoder(cfg, sim=args.sim, seed=args.seed, quick=args.quick)
     else:
@@ -181,6 +183,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
         print(f"wrote {len(rows)} rows -> {args.json}")
+    return 0
+
+
+def _bench_sweep(args: argparse.Namespace, cfg: Config) -> int:
+    from .sweep import sweep
+
+    if args.sim == "amaranth":
+        raise CliError("bench sweep runs the emitted Verilog: use --sim verilator or icarus")
+    here = Path("docs/performance.md")
+    docs = Path(args.docs) if args.docs else (here if here.exists() else None)
+    out = Path(args.out) if args.out else (Path("docs/sweep") if docs == here
+                                           else Path("sweep-results"))
+    if args.quick and args.docs is None:
+        docs = None       # a quick run does not overwrite the recorded table
+    res = sweep(cfg, sim=args.sim, seed=args.seed, quick=args.quick, out=out, docs=docs)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+        print(f"wrote -> {args.json}")
     return 0
 
 
@@ -335,11 +355,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verilog)
 
     b = sub.add_parser("bench", help="benchmarks that print measured figures")
-    b.add_argument("what", choices=["decoder", "pe", "engine"])
+    b.add_argument("what", choices=["decoder", "pe", "engine", "sweep"],
+                   help="sweep: RTL double-sparse vs weight-only vs dense over (d_w, d_a), "
+                        "a model grid, CSV + PNG plots + a table in docs/performance.md")
     b.add_argument("--sim", choices=("amaranth",) + SIMS, default="verilator")
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--quick", action="store_true", help="smaller tensors")
     b.add_argument("--json", help="also write the rows as JSON")
+    b.add_argument("--out", help="sweep: folder for CSV and plots (default docs/sweep in "
+                                 "the repository, else ./sweep-results)")
+    b.add_argument("--docs", help="sweep: Markdown page to write the table into "
+                                  "(default docs/performance.md when present)")
     _add_config(b)
     b.set_defaults(func=cmd_bench)
 

@@ -1,4 +1,4 @@
-"""Run one convolution layer through the RTL engine and check it against the golden model."""
+"""Run convolution layers through the RTL engine and check them against the golden model."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ..sim.config import Config
 from ..sim.conv import conv2d_golden, make_job, requantize
 from ..sim.engine_model import engine_cycles, engine_steps
 
-__all__ = ["LayerRun", "run_layer"]
+__all__ = ["LayerRun", "LayerSpec", "run_layer", "run_layers", "effectual_pairs"]
 
 
 @dataclass
@@ -22,35 +22,77 @@ class LayerRun:
     error: int
 
 
+@dataclass
+class LayerSpec:
+    """One engine job: a layer, how its operands are stored and how it is scheduled."""
+
+    w: np.ndarray
+    a: np.ndarray
+    stride: int = 1
+    pad: int = 0
+    requant: tuple[np.ndarray, np.ndarray] | None = None
+    relu: bool = True
+    balance: bool = True
+    dense_weights: bool = False
+    dense_acts: bool = False
+
+
+def effectual_pairs(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0) -> int:
+    """Nonzero-weight x nonzero-activation products of a layer (the work of the bound)."""
+    return int(conv2d_golden((w != 0).astype(np.int64), (a != 0).astype(np.int64),
+                             stride, pad).sum())
+
+
 def run_layer(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
               requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
-              sim: str = "verilator", balance: bool = True, waves: bool = False) -> LayerRun:
-    from ..rtl.engine import EngineError
+              sim: str = "verilator", balance: bool = True, waves: bool = False,
+              dense_weights: bool = False, dense_acts: bool = False) -> LayerRun:
+    """One layer through the RTL engine (one simulation), checked against the golden model."""
+    spec = LayerSpec(w, a, stride, pad, requant, relu, balance, dense_weights, dense_acts)
+    return run_layers([spec], cfg, sim=sim, waves=waves)[0]
+
+
+def run_layers(specs: list[LayerSpec], cfg: Config, sim: str = "verilator",
+               waves: bool = False) -> list[LayerRun]:
+    """Several engine jobs, one after another in one simulation (the simulator model is
+    built once per config and reused); each is checked against the golden model."""
     from ..tb.runner import engine_run_dict, run_engine_rtl
 
     t0 = time.time()
-    job = make_job(w, a, cfg, stride, pad, requant, relu, balance)
+    jobs = [make_job(s.w, s.a, cfg, s.stride, s.pad, s.requant, s.relu, s.balance,
+                     s.dense_weights, s.dense_acts) for s in specs]
+    rs = run_engine_rtl(cfg, [engine_run_dict(j, cfg) for j in jobs], sim=sim, waves=waves)
+    wall = (time.time() - t0) / max(1, len(specs))
+    return [_layer_run(s, j, r, cfg, sim, wall) for s, j, r in zip(specs, jobs, rs, strict=True)]
+
+
+def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float) -> LayerRun:
+    from ..rtl.engine import EngineError
+
     L = job.layer
     steps = engine_steps(job, cfg)
     predicted = engine_cycles(job, cfg, steps)
-    r = run_engine_rtl(cfg, [engine_run_dict(job, cfg)], sim=sim, waves=waves)[0]
-    acc = conv2d_golden(w.astype(np.int64), a.astype(np.int64), stride, pad)
-    ref = acc.astype(np.int32) if requant is None else requantize(acc, *requant, relu=relu)
+    acc = conv2d_golden(s.w.astype(np.int64), s.a.astype(np.int64), s.stride, s.pad)
+    ref = acc.astype(np.int32) if s.requant is None else requantize(acc, *s.requant,
+                                                                     relu=s.relu)
     mult = cfg.pes * cfg.multipliers
-    eff = int(steps[0].sum())
     dense = L.K * L.C * L.R * L.S * L.Ho * L.Wo
     stats = {"layer": {"K": L.K, "C": L.C, "R": L.R, "S": L.S, "H": L.H, "W": L.W,
-                       "stride": stride, "pad": pad, "Ho": L.Ho, "Wo": L.Wo},
-             "d_w": float(np.count_nonzero(w) / w.size),
-             "d_a": float(np.count_nonzero(a) / a.size),
-             "sim": sim, "pes": cfg.pes, "multipliers": mult, "balanced": balance,
+                       "stride": s.stride, "pad": s.pad, "Ho": L.Ho, "Wo": L.Wo},
+             "d_w": float(np.count_nonzero(s.w) / s.w.size),
+             "d_a": float(np.count_nonzero(s.a) / s.a.size),
+             "encoding": {"weights": "dense" if s.dense_weights else "sparse",
+                          "activations": "dense" if s.dense_acts else "sparse"},
+             "sim": sim, "pes": cfg.pes, "multipliers": mult, "balanced": s.balance,
              "error": r["error"], "error_meaning": EngineError.MEANING.get(r["error"], "?")}
     y = None
     if r["error"] == 0:
         y = np.array(r["out"], dtype=np.int64).reshape(ref.shape).astype(ref.dtype)
         cycles = r["cycles"]
         stats.update({
-            "cycles": cycles, "effectual_macs": r["macs"], "effectual_macs_host": eff,
+            "cycles": cycles, "effectual_macs": r["macs"],
+            "effectual_macs_host": int(steps[0].sum()),
+            "nonzero_pairs": effectual_pairs(s.w, s.a, s.stride, s.pad),
             "dense_macs": dense, "ideal_cycles": -(-r["macs"] // mult),
             "dense_cycles": -(-dense // mult), "utilization": r["macs"] / (mult * cycles),
             "speedup_vs_dense": (-(-dense // mult)) / cycles,
@@ -58,5 +100,5 @@ def run_layer(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: i
             "busy_max_over_mean": max(r["pe_busy"]) / max(1e-9, float(np.mean(r["pe_busy"]))),
             "macs_max_over_mean": max(r["pe_macs"]) / max(1e-9, float(np.mean(r["pe_macs"]))),
             "predicted_cycles": predicted, "model_error": predicted / cycles - 1,
-            "match": bool(np.array_equal(y, ref)), "wall_seconds": time.time() - t0})
+            "match": bool(np.array_equal(y, ref)), "wall_seconds": wall})
     return LayerRun(y, ref, stats, r["error"])

@@ -118,6 +118,22 @@ def _chunk_word(mask: int, values: tuple[int, ...], J: int) -> int:
     return word
 
 
+def _chunk_words(x: np.ndarray, J: int, dense: bool) -> list[int]:
+    """Chunk words of ``x`` (C, positions...) along C. ``dense`` sets every mask bit of the
+    C channels and stores zeros as values too: the engine then multiplies every weight by
+    every activation (the dense and one-sided baselines run on the same hardware)."""
+    x = x.astype(np.int8).reshape(x.shape[0], -1)
+    if not dense:
+        return [_chunk_word(c.mask, c.values, J) for c in to_chunks(x, J)]
+    C = x.shape[0]
+    words = []
+    for pos in range(x.shape[1]):
+        for base in range(0, C, J):
+            seg = x[base:base + J, pos]
+            words.append(_chunk_word((1 << len(seg)) - 1, tuple(int(v) for v in seg), J))
+    return words
+
+
 @dataclass
 class Job:
     """Everything the host loads before ``start``: memory contents and the descriptor."""
@@ -143,8 +159,13 @@ class Job:
 
 def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
              requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
-             balance: bool = True) -> Job:
-    """Check a layer against the config and build its memory images."""
+             balance: bool = True, dense_weights: bool = False,
+             dense_acts: bool = False) -> Job:
+    """Check a layer against the config and build its memory images.
+
+    ``dense_weights`` / ``dense_acts`` store that operand with every mask bit set (zeros
+    kept as values), so the same engine runs as a weight-only sparse (``dense_acts``) or a
+    dense (both) baseline; the results are the same, only the work changes."""
     w = np.asarray(w)
     a = np.asarray(a)
     for name, t, nd in (("weights", w, 4), ("activations", a, 3)):
@@ -169,15 +190,13 @@ def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: in
             raise LayerError(f"layer needs {name} >= {v}; config has {getattr(cfg, name)}")
     slots = schedule(w, P, balance)
     job = Job(layer, slots, F, nch, raw=requant is None, relu=relu)
-    job.act = [_chunk_word(c.mask, c.values, J)
-               for c in to_chunks(a.astype(np.int8).reshape(C, -1), J)]
+    job.act = _chunk_words(a, J, dense_acts)
     empty = [0] * (R * S * nch)
     for p in range(P):
         words: list[int] = []
         for j in range(F):
             if j < len(slots[p]):
-                wk = w[slots[p][j]].astype(np.int8).reshape(C, R * S)
-                words += [_chunk_word(c.mask, c.values, J) for c in to_chunks(wk, J)]
+                words += _chunk_words(w[slots[p][j]].reshape(C, R * S), J, dense_weights)
             else:
                 words += empty
         job.wgt.append(words)
