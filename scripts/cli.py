@@ -319,9 +319,29 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import demo
+    if args.tour:
+        from .demo import demo
 
-    return demo(_config(args), sim=args.sim, seed=args.seed)
+        return demo(_config(args), sim=args.sim, seed=args.seed)
+    from ..sim.cnn import NetworkError
+    from .cnn_demo import cnn_demo
+
+    if args.images < 1 or args.batch < 1:
+        raise CliError(f"--images {args.images} / --batch {args.batch}: must be at least 1")
+    try:
+        return cnn_demo(_config(args), sim=args.sim, images=args.images, batch=args.batch,
+                        seed=args.seed, network=args.network)
+    except NetworkError as e:
+        raise CliError(str(e)) from e
+
+
+def cmd_train_digits(args: argparse.Namespace) -> int:
+    from .train_digits import main as train_main
+
+    argv = ["--seed", str(args.seed), "--out", args.out]
+    if args.epochs is not None:
+        argv += ["--epochs", str(args.epochs)]
+    return train_main(argv) or 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -406,11 +426,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(y)
     y.set_defaults(func=cmd_synth)
 
-    m = sub.add_parser("demo", help="the main job: every format through the RTL decoder")
+    m = sub.add_parser("demo", help="the main job: the pruned int8 digits CNN through the "
+                                    "RTL engine, layer by layer, checked bit-exact")
     m.add_argument("--sim", choices=SIMS, default="verilator")
-    m.add_argument("--seed", type=int, default=2026)
+    m.add_argument("--seed", type=int, default=2026, help="which test images are simulated")
+    m.add_argument("--images", type=int, default=20, help="test images through the RTL")
+    m.add_argument("--batch", type=int, default=10, help="images per simulator run")
+    m.add_argument("--network", help="network .npz (default: the committed sim/digits_cnn.npz)")
+    m.add_argument("--tour", action="store_true",
+                   help="instead: every format through the RTL decoder, a sparse FC layer "
+                        "through decoder + PE and a random conv layer through the engine")
     _add_config(m)
     m.set_defaults(func=cmd_demo)
+
+    g = sub.add_parser("train-digits", help="retrain, prune and quantize the digits CNN "
+                                            "(seeded; writes the network .npz)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--epochs", type=int, help="override the training schedule's epochs")
+    g.add_argument("--out", default="sim/digits_cnn.npz")
+    g.set_defaults(func=cmd_train_digits)
     return p
 
 

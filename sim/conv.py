@@ -11,7 +11,7 @@ import numpy as np
 from .config import Config
 from .formats import to_chunks
 
-__all__ = ["Layer", "conv2d_golden", "requantize", "schedule", "Job", "make_job",
+__all__ = ["Layer", "conv2d_golden", "fold_kernel", "requantize", "schedule", "Job", "make_job",
            "out_shape", "LayerError"]
 
 
@@ -72,6 +72,30 @@ def conv2d_golden(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0) -
         for s in range(S):
             cols[:, r, s] = ap[:, r:r + stride * Ho:stride, s:s + stride * Wo:stride]
     return (w.reshape(K, -1).astype(np.int64) @ cols.reshape(C * R * S, -1)).reshape(K, Ho, Wo)
+
+
+def fold_kernel(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The same convolution as a 1x1 convolution on the im2col view of the input.
+
+    Returns ``w2`` (K, C*R*S, 1, 1) and ``a2`` (C*R*S, Ho, Wo) (padding made explicit as
+    zeros) with ``conv2d(w2, a2) == conv2d(w, a, stride, pad)``. The engine compresses along
+    channels, so a layer with few input channels (the first layer of a network: C = 1) fills
+    a J-channel chunk with C values and is bound by one chunk a cycle; folded, each chunk
+    carries up to J of the C*R*S products of an output pixel."""
+    K, C, R, S = w.shape
+    C2, H, W = a.shape
+    if C2 != C:
+        raise LayerError(f"weights have C = {C} channels, activations {C2}")
+    ap = np.zeros((C, H + 2 * pad, W + 2 * pad), a.dtype)
+    ap[:, pad:pad + H, pad:pad + W] = a
+    Ho = (H + 2 * pad - R) // stride + 1
+    Wo = (W + 2 * pad - S) // stride + 1
+    cols = np.empty((C, R, S, Ho, Wo), a.dtype)
+    for r in range(R):
+        for s in range(S):
+            cols[:, r, s] = ap[:, r:r + stride * Ho:stride, s:s + stride * Wo:stride]
+    return w.reshape(K, C * R * S, 1, 1), cols.reshape(C * R * S, Ho, Wo)
 
 
 def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, relu: bool = True
