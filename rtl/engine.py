@@ -17,7 +17,7 @@ Host port: a word-addressed bus (``docs/engine.md`` has the register and memory 
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -108,14 +108,14 @@ class Engine(wiring.Component):
             wgt_r.append(mem.read_port(domain="sync"))
         m.submodules.kmap_mem = kmap_mem = Memory(shape=kb, depth=P * FM, init=[])
         kmap_w = kmap_mem.write_port()
-        kmap_r = kmap_mem.read_port(domain="comb")
+        kmap_r = kmap_mem.read_port(domain="sync")
         m.submodules.mult_mem = mult_mem = Memory(shape=signed(16), depth=cfg.max_filters,
                                                   init=[])
         mult_w = mult_mem.write_port()
-        mult_r = mult_mem.read_port(domain="comb")
+        mult_r = mult_mem.read_port(domain="sync")
         m.submodules.shift_mem = shift_mem = Memory(shape=6, depth=cfg.max_filters, init=[])
         shift_w = shift_mem.write_port()
-        shift_r = shift_mem.read_port(domain="comb")
+        shift_r = shift_mem.read_port(domain="sync")
         m.submodules.out_mem = out_mem = Memory(shape=32, depth=cfg.out_mem_words, init=[])
         out_w = out_mem.write_port()
         out_r = out_mem.read_port(domain="sync")
@@ -288,24 +288,31 @@ class Engine(wiring.Component):
                                         m.d.sync += seq_on.eq(0)
 
         # ------------------------------------------------------------ results
+        # Collector, one result a cycle, round-robin over the PEs (the PE after the last
+        # one served first), then a pipeline in which every step is a few LUT levels:
+        # X selected result, Y filter index (kmap read), Z multiplier and shift (reads),
+        # then the split requant product, rounding, a two-step shift, ReLU and clamp.
         npix = Signal(32)
         res_j = [Signal(16, name=f"res_j{p}") for p in range(P)]
         res_pix = [Signal(32, name=f"res_pix{p}") for p in range(P)]
         results = Signal(32)
         total_results = Signal(32)
-        a_valid = Signal()
-        a_acc = Signal(signed(cfg.acc_width))
-        a_mult = Signal(signed(16))
-        a_shift = Signal(6)
-        a_err = Signal()
         # Written as continuous expressions, not comb processes: Icarus does not run an
         # `always @*` block at time 0, so one whose inputs stay constant until the first job
         # (the PEs' o.valid) would leave its outputs X.
+        rr = Signal(range(P))
         sel = Signal(range(P + 1))
-        pick = P
-        for p in reversed(range(P)):
-            pick = Mux(pes[p].o.valid, p, pick)
-        m.d.comb += sel.eq(pick)
+        prio = []
+        for base in range(P):
+            pick = P
+            for o in reversed(range(P)):
+                q = (base + 1 + o) % P
+                pick = Mux(pes[q].o.valid, q, pick)
+            prio.append(pick)
+        m.d.comb += sel.eq(Array(prio)[rr])
+        got = sel != P
+        with m.If(got):
+            m.d.sync += rr.eq(sel[:len(rr)])
 
         def by_sel(values, default=0):
             out = default
@@ -313,53 +320,85 @@ class Engine(wiring.Component):
                 out = Mux(sel == p, values[p], out)
             return out
 
-        sel_j = Signal(16)
-        sel_pix = Signal(32)
-        sel_acc = Signal(signed(cfg.acc_width))
-        sel_err = Signal()
-        m.d.comb += [sel_j.eq(by_sel(res_j)), sel_pix.eq(by_sel(res_pix)),
-                     sel_acc.eq(by_sel([pe.o.payload.value for pe in pes])),
-                     sel_err.eq(by_sel([pe.o.payload.err for pe in pes]))]
         for p in range(P):
             m.d.comb += pes[p].o.ready.eq(sel == p)
             with m.If(sel == p):
                 m.d.sync += [res_j[p].eq(Mux(res_j[p] + 1 < F, res_j[p] + 1, 0)),
                              res_pix[p].eq(Mux(res_j[p] + 1 < F, res_pix[p],
                                                res_pix[p] + 1))]
-        kval = kmap_r.data
-        m.d.comb += [kmap_r.addr.eq(sel * FM + sel_j), mult_r.addr.eq(kval),
-                     shift_r.addr.eq(kval)]
-        got = sel != P
-        # output pipeline: A selected result, B product and address, C rounded shift,
-        # then ReLU, clamp and the write
-        a_k = Signal(kb)
-        a_pix = Signal(32)
-        m.d.sync += [a_valid.eq(got), a_acc.eq(sel_acc), a_k.eq(kval), a_pix.eq(sel_pix),
-                     a_mult.eq(mult_r.data), a_shift.eq(shift_r.data), a_err.eq(sel_err)]
-        b_valid = Signal()
-        b_keep = Signal()
-        b_addr = Signal(32)
-        b_acc = Signal(signed(cfg.acc_width))
-        b_prod = Signal(signed(cfg.acc_width + 17))
+        acc_w = cfg.acc_width
+        x_valid = Signal()
+        x_acc = Signal(signed(acc_w))
+        x_slot = Signal(range(P * FM))
+        x_pix = Signal(oa_bits)
+        m.d.sync += [x_valid.eq(got), x_acc.eq(by_sel([pe.o.payload.value for pe in pes])),
+                     x_slot.eq(by_sel([p * FM + res_j[p] for p in range(P)])),
+                     x_pix.eq(by_sel(res_pix))]
+        m.d.comb += [kmap_r.addr.eq(x_slot), kmap_r.en.eq(1)]
+        y_valid, y_acc, y_pix = Signal(), Signal(signed(acc_w)), Signal(oa_bits)
+        m.d.sync += [y_valid.eq(x_valid), y_acc.eq(x_acc), y_pix.eq(x_pix)]
+        kval = kmap_r.data                 # stage Y
+        m.d.comb += [mult_r.addr.eq(kval), shift_r.addr.eq(kval), mult_r.en.eq(1),
+                     shift_r.en.eq(1)]
+        z_valid, z_acc, z_pix, z_k = Signal(), Signal(signed(acc_w)), Signal(oa_bits), Signal(kb)
+        m.d.sync += [z_valid.eq(y_valid), z_acc.eq(y_acc), z_pix.eq(y_pix), z_k.eq(kval)]
+        z_mult, z_shift = mult_r.data, shift_r.data    # stage Z
+        # stage B: partial products (acc = hi * 2^16 + lo), the rounding term, the address
+        # product; stage C: low part + rounding, address; stage D: the full sum
+        b_valid, b_keep = Signal(), Signal()
+        b_lo = Signal(signed(34))
+        b_hi = Signal(signed(acc_w))
+        b_rnd = Signal(48)
         b_shift = Signal(6)
-        m.d.sync += [b_valid.eq(a_valid), b_keep.eq(a_k < d["K"]),
-                     b_addr.eq(a_k * npix + a_pix), b_acc.eq(a_acc),
-                     b_prod.eq(a_acc * a_mult), b_shift.eq(a_shift)]
-        c_valid = Signal()
-        c_keep = Signal()
-        c_addr = Signal(32)
-        c_acc = Signal(signed(cfg.acc_width))
-        y = Signal(signed(cfg.acc_width + 17))
-        rnd = (Const(1, cfg.acc_width + 17) << b_shift) >> 1      # 2**(shift-1), 0 if 0
-        m.d.sync += [c_valid.eq(b_valid), c_keep.eq(b_keep), c_addr.eq(b_addr),
-                     c_acc.eq(b_acc), y.eq((b_prod + rnd.as_signed()) >> b_shift)]
+        b_acc = Signal(signed(acc_w))
+        b_kp = Signal(oa_bits)
+        b_pix = Signal(oa_bits)
+        m.d.sync += [b_valid.eq(z_valid), b_keep.eq(z_k < d["K"]), b_acc.eq(z_acc),
+                     b_lo.eq(z_acc[0:16] * z_mult), b_hi.eq(z_acc[16:].as_signed() * z_mult),
+                     b_rnd.eq((Const(1, 48) << z_shift) >> 1),    # 2**(shift-1), 0 if 0
+                     b_shift.eq(z_shift), b_kp.eq(z_k * npix[0:oa_bits]), b_pix.eq(z_pix)]
+        c_valid, c_keep = Signal(), Signal()
+        c_lo = Signal(signed(49))
+        c_hi = Signal(signed(acc_w))
+        c_shift = Signal(6)
+        c_acc = Signal(signed(acc_w))
+        c_addr = Signal(oa_bits)
+        m.d.sync += [c_valid.eq(b_valid), c_keep.eq(b_keep), c_acc.eq(b_acc),
+                     c_lo.eq(b_lo + b_rnd), c_hi.eq(b_hi), c_shift.eq(b_shift),
+                     c_addr.eq(b_kp + b_pix)]
+        e_valid, e_keep = Signal(), Signal()
+        e_sum = Signal(signed(acc_w + 18))
+        e_shift = Signal(6)
+        e_acc = Signal(signed(acc_w))
+        e_addr = Signal(oa_bits)
+        m.d.sync += [e_valid.eq(c_valid), e_keep.eq(c_keep), e_acc.eq(c_acc),
+                     e_sum.eq((c_hi << 16) + c_lo), e_shift.eq(c_shift), e_addr.eq(c_addr)]
+        # the arithmetic shift in two steps (multiples of 8, then 0..7)
+        f_valid, f_keep = Signal(), Signal()
+        f_sum = Signal(signed(acc_w + 18))
+        f_shift = Signal(3)
+        f_acc = Signal(signed(acc_w))
+        f_addr = Signal(oa_bits)
+        m.d.sync += [f_valid.eq(e_valid), f_keep.eq(e_keep), f_acc.eq(e_acc),
+                     f_sum.eq(e_sum >> Cat(Const(0, 3), e_shift[3:6])), f_shift.eq(e_shift[0:3]),
+                     f_addr.eq(e_addr)]
+        g_valid, g_keep = Signal(), Signal()
+        y = Signal(signed(acc_w + 18))
+        g_acc = Signal(signed(acc_w))
+        g_addr = Signal(oa_bits)
+        m.d.sync += [g_valid.eq(f_valid), g_keep.eq(f_keep), g_acc.eq(f_acc),
+                     y.eq(f_sum >> f_shift), g_addr.eq(f_addr)]
         relu = d["MODE"][1]
+        h_valid, h_keep = Signal(), Signal()
+        h_data = Signal(32)
+        h_addr = Signal(oa_bits)
         y_r = Mux(relu & (y < 0), 0, y)
         y8 = Mux(y_r > 127, 127, Mux(y_r < -128, -128, y_r))
-        m.d.comb += [out_w.addr.eq(c_addr[0:oa_bits]),
-                     out_w.data.eq(Mux(d["MODE"][0], c_acc, y8.as_unsigned()[0:8].as_signed())),
-                     out_w.en.eq(c_valid & c_keep)]
-        with m.If(c_valid):
+        m.d.sync += [h_valid.eq(g_valid), h_keep.eq(g_keep), h_addr.eq(g_addr),
+                     h_data.eq(Mux(d["MODE"][0], g_acc, y8.as_unsigned()[0:8].as_signed()))]
+        m.d.comb += [out_w.addr.eq(h_addr), out_w.data.eq(h_data),
+                     out_w.en.eq(h_valid & h_keep)]
+        with m.If(h_valid):
             m.d.sync += results.eq(results + 1)
 
         # ------------------------------------------------------------ descriptor check

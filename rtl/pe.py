@@ -62,9 +62,11 @@ def result_layout(acc_width: int) -> data.StructLayout:
 
 
 def _entry_layout(J: int) -> data.StructLayout:
+    """A queued chunk pair: how many channels match (both nonzero) and the operands of
+    those channels, packed in channel order (``pw[r]``, ``pa[r]``: the r-th match)."""
     return data.StructLayout({
-        "wm": J, "am": J,
-        "wd": data.ArrayLayout(signed(8), J), "ad": data.ArrayLayout(signed(8), J),
+        "cnt": range(J + 1),
+        "pw": data.ArrayLayout(signed(8), J), "pa": data.ArrayLayout(signed(8), J),
         "last": 1, "err": 1,
     })
 
@@ -115,30 +117,13 @@ class PE(wiring.Component):
     def depth(self) -> int:
         return max(2, self.cfg.queue_depth)
 
-    def elaborate(self, platform):
+    def elaborate(self, platform):  # noqa: C901 - one pipeline, kept together
         m = Module()
         cfg = self.cfg
         J, M, D = cfg.join_width, cfg.multipliers, self.depth
         AW = cfg.acc_width
         EL = _entry_layout(J)
 
-        # ------------------------------------------------------------ pair queue state
-        # The pair queue is a circular buffer in a memory with two asynchronous read ports
-        # (head and head + 1): it maps to distributed RAM instead of D x |entry| flip-flops
-        # with a three-way shift per entry.
-        m.submodules.queue = qmem = Memory(shape=EL.size, depth=D, init=[])
-        q_wr = qmem.write_port()
-        q_rd0 = qmem.read_port(domain="comb")
-        q_rd1 = qmem.read_port(domain="comb")
-        head = Signal(range(D))
-        tail = Signal(range(D))
-        count = Signal(range(D + 1))
-
-        def wrap(x):
-            return Mux(x >= D, x - D, x)[0:len(head)]
-        done0 = Signal(J)                 # head pair: match bits already multiplied
-
-        # ------------------------------------------------------------ join + unpack
         def prefix_counts(bits, width, name):
             """Signals pc[i] = number of set bits below i, by a Sklansky parallel prefix:
             log2(width) adder levels instead of a ripple of width adders (Fmax)."""
@@ -162,32 +147,43 @@ class PE(wiring.Component):
                 m.d.comb += pc[i + 1].eq(cur[i])   # inclusive prefix of bits[0..i]
             return pc
 
-        def unpack(mask, vals, name):
+        def unpack(mask, vals, pc, name):
             lanes = Signal(data.ArrayLayout(signed(8), J), name=name)
-            pc = prefix_counts(mask, J, f"{name}_pc")
             for i in range(J):
                 src = Array([vals[j] for j in range(i + 1)])
-                m.d.comb += lanes[i].eq(Mux(mask[i], src[pc[i]], 0))
+                m.d.comb += lanes[i].eq(Mux(mask[i], src[pc[i][:max(1, i.bit_length())]], 0))
             return lanes
 
-        wd = unpack(self.w.payload.mask, self.w.payload.values, "w_dense")
-        ad = unpack(self.a.payload.mask, self.a.payload.values, "a_dense")
+        # ------------------------------------------------------------ input register
+        # Stage IN registers both chunks as they arrive (nothing but the handshake sits
+        # between the PE's inputs and a flip-flop: the weight chunk comes straight out of a
+        # block RAM in the engine). Stage PC counts (prefix sums of both masks and of the
+        # match mask), UP unpacks to dense lanes, CP packs the matching pairs; then the pair
+        # is queued.
+        in_v = Signal()
+        in_w = Signal(chunk_layout(J))
+        in_a = Signal(chunk_layout(J))
+        in_last = Signal()
+        in_err = Signal()
+        pc_v = Signal()
+        up_v = Signal()
+        cp_v = Signal()
+        cp = Signal(EL)
+        count = Signal(range(D + 1))      # pairs in the queue (window included)
+        room = count < D
+        cp_free = ~cp_v | room
+        up_free = ~up_v | cp_free
+        pc_free = ~pc_v | up_free
+        in_free = ~in_v | pc_free
+
         drop_w = Signal()                 # resync: discard weight chunks up to 'last'
         drop_a = Signal()
         nchunks = Signal(range(cfg.max_chunks + 2))
         too_long = Signal()
-        room = count < D
         both = self.w.valid & self.a.valid
-        push = Signal()
-        new = Signal(EL)
+        take = Signal()
         mismatch = self.w.payload.last != self.a.payload.last
         long_now = too_long | (nchunks >= cfg.max_chunks)
-        m.d.comb += [
-            new.wm.eq(self.w.payload.mask), new.am.eq(self.a.payload.mask),
-            new.wd.eq(wd), new.ad.eq(ad),
-            new.last.eq(self.w.payload.last | self.a.payload.last),
-            new.err.eq(mismatch | long_now),
-        ]
         with m.If(drop_w):
             m.d.comb += self.w.ready.eq(1)
             with m.If(self.w.valid & self.w.payload.last):
@@ -197,9 +193,10 @@ class PE(wiring.Component):
             with m.If(self.a.valid & self.a.payload.last):
                 m.d.sync += drop_a.eq(0)
         with m.Else():
-            m.d.comb += [push.eq(both & room), self.w.ready.eq(push), self.a.ready.eq(push)]
-            with m.If(push):
-                with m.If(new.last):
+            m.d.comb += [take.eq(both & in_free), self.w.ready.eq(take),
+                         self.a.ready.eq(take)]
+            with m.If(take):
+                with m.If(self.w.payload.last | self.a.payload.last):
                     m.d.sync += [nchunks.eq(0), too_long.eq(0)]
                 with m.Else():
                     m.d.sync += [nchunks.eq(nchunks + 1), too_long.eq(long_now)]
@@ -208,53 +205,136 @@ class PE(wiring.Component):
                                  self.error.eq(PEError.LAST_MISMATCH)]
                 with m.Elif(long_now):
                     m.d.sync += self.error.eq(PEError.TOO_LONG)
+        with m.If(in_free):
+            m.d.sync += [in_v.eq(take), in_w.eq(self.w.payload), in_a.eq(self.a.payload),
+                         in_last.eq(self.w.payload.last | self.a.payload.last),
+                         in_err.eq(mismatch | long_now)]
+
+        # ------------------------------------------------------------ counts (stage PC)
+        pc_w = Signal(chunk_layout(J))
+        pc_a = Signal(chunk_layout(J))
+        pc_last, pc_err = Signal(), Signal()
+        pc_match = Signal(J)
+        pcw = [Signal(range(J + 1), name=f"pcw{i}") for i in range(J)]
+        pca = [Signal(range(J + 1), name=f"pca{i}") for i in range(J)]
+        pc_rank = [Signal(range(J + 1), name=f"pc_rank{i}") for i in range(J + 1)]
+        match_in = in_w.mask & in_a.mask
+        cw = prefix_counts(in_w.mask, J, "cw")
+        ca = prefix_counts(in_a.mask, J, "ca")
+        cr = prefix_counts(match_in, J, "cr")
+        with m.If(pc_free):
+            m.d.sync += [pc_v.eq(in_v), pc_w.eq(in_w), pc_a.eq(in_a), pc_last.eq(in_last),
+                         pc_err.eq(in_err), pc_match.eq(match_in)]
+            m.d.sync += [pcw[i].eq(cw[i]) for i in range(J)]
+            m.d.sync += [pca[i].eq(ca[i]) for i in range(J)]
+            m.d.sync += [pc_rank[i].eq(cr[i]) for i in range(J + 1)]
+
+        # ------------------------------------------------------------ unpack (stage UP)
+        # Packed values to dense lanes: lane i takes value number popcount(mask[0:i]).
+        wd = unpack(pc_w.mask, pc_w.values, pcw, "w_dense")
+        ad = unpack(pc_a.mask, pc_a.values, pca, "a_dense")
+        up_wd = Signal(data.ArrayLayout(signed(8), J))
+        up_ad = Signal(data.ArrayLayout(signed(8), J))
+        up_match = Signal(J)
+        up_rank = [Signal(range(J + 1), name=f"up_rank{i}") for i in range(J + 1)]
+        up_last = Signal()
+        up_err = Signal()
+        with m.If(up_free):
+            m.d.sync += [up_v.eq(pc_v), up_wd.eq(wd), up_ad.eq(ad), up_match.eq(pc_match),
+                         up_last.eq(pc_last), up_err.eq(pc_err)]
+            m.d.sync += [up_rank[i].eq(pc_rank[i]) for i in range(J + 1)]
+
+        # ------------------------------------------------------------ compress (stage CP)
+        # The operands of the matching channels, packed: pw[r] = the lane whose rank is r.
+        # The select stage then takes the next M pairs by index, without a search.
+        with m.If(cp_free):
+            m.d.sync += [cp_v.eq(up_v), cp.cnt.eq(up_rank[J]), cp.last.eq(up_last),
+                         cp.err.eq(up_err)]
+            for r in range(J):
+                hit = [up_match[i] & (up_rank[i] == r) for i in range(r, J)]
+                m.d.sync += [
+                    cp.pw[r].eq(_or([Mux(h, up_wd[i].as_unsigned(), 0)
+                                     for h, i in zip(hit, range(r, J), strict=True)])),
+                    cp.pa[r].eq(_or([Mux(h, up_ad[i].as_unsigned(), 0)
+                                     for h, i in zip(hit, range(r, J), strict=True)])),
+                ]
+
+        # ------------------------------------------------------------ pair queue + window
+        # The queue is a circular buffer in distributed RAM (written at the tail); its first
+        # two pairs are also held in registers (the window W0, W1), refilled from
+        # registered-address reads of pairs 2 and 3 or straight from stage UP, so the select
+        # logic starts at flip-flops and no RAM read sits in the head-pointer loop.
+        m.submodules.queue = qmem = Memory(shape=EL.size, depth=D, init=[])
+        q_wr = qmem.write_port()
+        q_rd2 = qmem.read_port(domain="comb")
+        q_rd3 = qmem.read_port(domain="comb")
+        tail = Signal(range(D))
+        h2 = Signal(range(D), init=2 % D)       # RAM address of pair 2, pair 3
+        h3 = Signal(range(D), init=3 % D)
+
+        def wrap(x):
+            return Mux(x >= D, x - D, x)[0:len(tail)]
+
+        w0 = Signal(EL)
+        w1 = Signal(EL)
+        u0 = Signal(range(J + 1))         # W0: pairs already multiplied
+        r0 = Signal(range(J + 1))         # ... and still to multiply
+        push = cp_v & room
+        m.d.comb += [q_wr.addr.eq(tail), q_wr.data.eq(cp), q_wr.en.eq(push),
+                     q_rd2.addr.eq(h2), q_rd3.addr.eq(h3)]
+        r2, r3 = data.View(EL, q_rd2.data), data.View(EL, q_rd3.data)
+        cand = [Mux(count > 0, w0, cp), Mux(count > 1, w1, cp),
+                Mux(count > 2, r2, cp), Mux(count > 3, r3, cp)]
 
         # ------------------------------------------------------------ window select
-        # The pipeline only waits when a result is due while the previous one has not been
-        # taken yet; a result waiting in the output register does not stop the multipliers.
+        # The pipeline only waits when a result is due while both output slots are full.
         s2_close = Signal()
-        advance = ~(s2_close & self.o.valid & ~self.o.ready)
-        m.d.comb += [q_rd0.addr.eq(head), q_rd1.addr.eq(wrap(head + 1))]
-        e0, e1 = data.View(EL, q_rd0.data), data.View(EL, q_rd1.data)
+        out_full = Signal()               # both output slots hold a result
+        advance = ~(s2_close & out_full)
         v0 = count >= 1
         v1 = count >= 2
-        full0 = e0.wm & e0.am
-        match0 = full0 & ~done0
-        match1 = e1.wm & e1.am
-        use1 = v1 & ~e0.last
-        avail = Cat(Mux(v0, match0, 0), Mux(use1, match1, 0))
-        onehot = [[Signal(name=f"sel{k}_{i}") for i in range(2 * J)] for k in range(M)]
-        pre = prefix_counts(avail, 2 * J, "win_pc")
-        for i in range(2 * J):
-            for k in range(M):
-                m.d.comb += onehot[k][i].eq(avail[i] & (pre[i] == k))
+        use1 = v1 & ~w0.last
+        consumed0 = v0 & (r0 <= M)
+        sum01 = r0 + w1.cnt
+        # r0 + w1.cnt <= M, without the adder on the path to the queue pointers
+        fits1 = _or([(r0 == v) & (w1.cnt <= M - v) for v in range(M + 1)])
+        consumed1 = use1 & consumed0 & fits1
+        avail_n = Mux(v0, Mux(use1, sum01, r0), 0)
         nsel = Signal(range(M + 1))
-        m.d.comb += nsel.eq(Mux(pre[2 * J] > M, M, pre[2 * J]))
-        sel = Signal(2 * J)
-        m.d.comb += sel.eq(Cat(*[_or([onehot[k][i] for k in range(M)]) for i in range(2 * J)]))
-        consumed0 = v0 & ((match0 & ~sel[:J]) == 0)
-        consumed1 = use1 & consumed0 & ((match1 & ~sel[J:]) == 0)
+        m.d.comb += nsel.eq(Mux(avail_n > M, M, avail_n))
         pops = Signal(range(3))
         m.d.comb += pops.eq(Mux(consumed1, 2, Mux(consumed0, 1, 0)))
-        close = (consumed0 & e0.last) | (consumed1 & e1.last)
-        chunk_err = (consumed0 & e0.err) | (consumed1 & e1.err)
-        all_w = [e0.wd[i] for i in range(J)] + [e1.wd[i] for i in range(J)]
-        all_a = [e0.ad[i] for i in range(J)] + [e1.ad[i] for i in range(J)]
-        op_w = [_or([Mux(onehot[k][i], all_w[i].as_unsigned(), 0) for i in range(2 * J)])
-                for k in range(M)]
-        op_a = [_or([Mux(onehot[k][i], all_a[i].as_unsigned(), 0) for i in range(2 * J)])
-                for k in range(M)]
+        close = (consumed0 & w0.last) | (consumed1 & w1.last)
+        chunk_err = (consumed0 & w0.err) | (consumed1 & w1.err)
+        # pick k: pair u0 + k of W0 while k < r0, then pair k - r0 of W1
+        op_w, op_a = [], []
+        for k in range(M):
+            i0 = (u0 + k)[:len(u0)]
+            from0_w = Array(w0.pw)[i0]
+            from0_a = Array(w0.pa)[i0]
+            from1_w, from1_a = w1.pw[k], w1.pa[k]
+            for j in range(k):            # r0 = k - j: W1's pair j
+                from1_w = Mux(r0 == k - j, w1.pw[j], from1_w)
+                from1_a = Mux(r0 == k - j, w1.pa[j], from1_a)
+            op_w.append(Mux(r0 > k, from0_w, from1_w))
+            op_a.append(Mux(r0 > k, from0_a, from1_a))
 
         # queue update: pop 0..2 (when advancing), push 0..1
-        npop = Mux(advance, pops, 0)
-        m.d.comb += [q_wr.addr.eq(tail), q_wr.data.eq(new), q_wr.en.eq(push)]
-        m.d.sync += [head.eq(wrap(head + npop)), tail.eq(wrap(tail + push)),
-                     count.eq(count - npop + push)]
-        with m.If(advance):
-            with m.If(consumed0):
-                m.d.sync += done0.eq(Mux(consumed1 | ~use1, 0, sel[J:]))
-            with m.Else():
-                m.d.sync += done0.eq(done0 | sel[:J])
+        npop = Signal(range(3))
+        m.d.comb += npop.eq(Mux(advance, pops, 0))
+        m.d.sync += [h2.eq(wrap(h2 + npop)), h3.eq(wrap(h3 + npop)),
+                     tail.eq(wrap(tail + push)), count.eq(count - npop + push)]
+        nw0 = data.View(EL, Mux(npop == 2, cand[2], Mux(npop == 1, cand[1], cand[0])))
+        nw1 = Mux(npop == 2, cand[3], Mux(npop == 1, cand[2], cand[1]))
+        m.d.sync += [w0.eq(nw0), w1.eq(nw1)]
+        # W0's counts: every case is a function of flip-flops except the choice among them
+        with m.If(~v0 | (npop == 2) | ((npop == 1) & ~use1)):
+            m.d.sync += [u0.eq(0), r0.eq(nw0.cnt)]        # a fresh pair
+        with m.Elif(npop == 1):
+            # W1 moves to W0 with M - r0 of its pairs used (it did not fit: r0 + cnt > M)
+            m.d.sync += [u0.eq(M - r0), r0.eq(sum01 - M)]
+        with m.Elif(advance):
+            m.d.sync += [u0.eq(u0 + M), r0.eq(r0 - M)]   # W0 still holds more than M
 
         # ------------------------------------------------------------ pipeline
         s1_valid = Signal(M)
@@ -267,6 +347,9 @@ class PE(wiring.Component):
         s2_any = Signal()
         acc = Signal(signed(AW))
         acc_err = Signal()
+        res = Signal(result_layout(AW))       # result in the new value of the acc stage
+        new_res = Signal()
+        total = acc + sum(s2_p)
         with m.If(advance):
             m.d.sync += [
                 s1_valid.eq(Cat(*[nsel > k for k in range(M)])),
@@ -274,28 +357,53 @@ class PE(wiring.Component):
                 s2_close.eq(s1_close), s2_err.eq(s1_err), s2_any.eq(s1_valid.any() | s1_close),
             ]
             for k in range(M):
-                m.d.sync += [s1_w[k].eq(op_w[k].as_signed()), s1_a[k].eq(op_a[k].as_signed()),
+                m.d.sync += [s1_w[k].eq(op_w[k]), s1_a[k].eq(op_a[k]),
                              s2_p[k].eq(Mux(s1_valid[k], s1_w[k] * s1_a[k], 0))]
-            total = acc + sum(s2_p)
             with m.If(s2_close):
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.value.eq(total),
-                             self.o.payload.err.eq(acc_err | s2_err), acc.eq(0), acc_err.eq(0)]
+                m.d.sync += [acc.eq(0), acc_err.eq(0)]
+                m.d.comb += new_res.eq(1)
             with m.Else():
                 m.d.sync += [acc.eq(total), acc_err.eq(acc_err | s2_err)]
-                with m.If(self.o.ready):
-                    m.d.sync += self.o.valid.eq(0)
+        m.d.comb += [res.value.eq(total), res.err.eq(acc_err | s2_err)]
+
+        # two output slots (o is the first): the PE stalls only when a result is due while
+        # both are full, a condition of flip-flops alone (no combinational path from
+        # o.ready into the pipeline enables)
+        slot_b = Signal(result_layout(AW))
+        taken = self.o.valid & self.o.ready
+        with m.If(taken):
+            with m.If(out_full):
+                m.d.sync += [self.o.payload.eq(slot_b), out_full.eq(new_res)]
+                with m.If(new_res):
+                    m.d.sync += slot_b.eq(res)
+            with m.Else():
+                m.d.sync += [self.o.valid.eq(new_res), self.o.payload.eq(res)]
+        with m.Elif(new_res):
+            with m.If(self.o.valid):
+                m.d.sync += [out_full.eq(1), slot_b.eq(res)]
+            with m.Else():
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(res)]
 
         # ------------------------------------------------------------ counters
-        busy = v0 | s1_valid.any() | s1_close | s2_any | s2_close | self.o.valid
-        empty = ((consumed0 & (full0 == 0)).as_unsigned()
-                 + (consumed1 & (match1 == 0)).as_unsigned())
+        busy = (in_v | pc_v | up_v | cp_v | v0 | s1_valid.any() | s1_close | s2_any | s2_close
+                | self.o.valid)
+        empty = ((consumed0 & (w0.cnt == 0)).as_unsigned()
+                 + (consumed1 & (w1.cnt == 0)).as_unsigned())
+        # the increments are registered first (the counters run one cycle behind)
+        inc_busy = Signal()
+        inc_macs = Signal(range(M + 1))
+        inc_idle = Signal(range(M + 1))
+        inc_empty = Signal(2)
+        m.d.sync += [inc_busy.eq(busy & ~self.clear),
+                     inc_macs.eq(Mux(advance & ~self.clear, nsel, 0)),
+                     inc_idle.eq(Mux(advance & v0 & ~self.clear, M - nsel, 0)),
+                     inc_empty.eq(Mux(advance & ~self.clear, empty, 0))]
         with m.If(self.clear):
             m.d.sync += [self.busy_cycles.eq(0), self.macs.eq(0), self.idle_slots.eq(0),
                          self.empty_pairs.eq(0), self.error.eq(0)]
         with m.Else():
-            m.d.sync += self.busy_cycles.eq(self.busy_cycles + busy)
-            with m.If(advance):
-                m.d.sync += [self.macs.eq(self.macs + nsel),
-                             self.idle_slots.eq(self.idle_slots + Mux(v0, M - nsel, 0)),
-                             self.empty_pairs.eq(self.empty_pairs + empty)]
+            m.d.sync += [self.busy_cycles.eq(self.busy_cycles + inc_busy),
+                         self.macs.eq(self.macs + inc_macs),
+                         self.idle_slots.eq(self.idle_slots + inc_idle),
+                         self.empty_pairs.eq(self.empty_pairs + inc_empty)]
         return m

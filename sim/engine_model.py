@@ -21,13 +21,19 @@ import numpy as np
 
 from .config import Config
 from .conv import Job
+from .pe_model import PE_STAGES
 
 __all__ = ["engine_steps", "engine_cycles", "ENGINE_LATENCY"]
 
 # start-up (CHECK, first read) and the output stages up to the done cycle
-ENGINE_LATENCY = 15
+ENGINE_LATENCY = 21
 # from a PE's last select of an accumulation to its result in the output register
 PE_TO_OUT = 0
+# from a step's broadcast to the earliest cycle a PE can finish it: the PE's input,
+# count, unpack and compress registers come before its queue
+ARRIVE = 1 + PE_STAGES
+# result slots at a PE's output: it stalls while this many results wait to be collected
+OUT_SLOTS = 2
 
 _POP16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.int32)
 
@@ -73,7 +79,8 @@ def engine_cycles(job: Job, cfg: Config,
     pairs, lasts = engine_steps(job, cfg) if steps is None else steps
     P, N = pairs.shape
     M = cfg.multipliers
-    Q = cfg.queue_depth + 1 + max(2, cfg.queue_depth)
+    # engine queue, feeder register, the PE's stage registers, its pair queue
+    Q = cfg.queue_depth + 1 + PE_STAGES + max(2, cfg.queue_depth)
     # a chunk costs at least half a cycle (the window retires two a cycle at most), and an
     # accumulation ends on a whole cycle (the window never looks past its last chunk)
     work = np.maximum(pairs / M, 0.5).tolist()
@@ -81,26 +88,27 @@ def engine_cycles(job: Job, cfg: Config,
     b_prev = -1.0
     d_prev = [0.0] * P
     hist: list[float] = []            # max_p d[p][n] for the queue constraint
-    collected = [-1e9] * P            # cycle each PE's latest result left its output register
+    # cycles the latest OUT_SLOTS results of each PE were collected, oldest first
+    collected = [[-1e9] * OUT_SLOTS for _ in range(P)]
     c_last = -1e9                     # the collector takes one result a cycle
     for n in range(N):
         b = b_prev + 1
         if n >= Q:
             b = max(b, hist[n - Q])
-        dn = [max(d_prev[p] + work[p][n], b + 1) for p in range(P)]
+        dn = [max(d_prev[p] + work[p][n], b + ARRIVE) for p in range(P)]
         if last[n]:
             dn = [float(np.ceil(x)) for x in dn]
-            # results reach the PEs' output registers PE_TO_OUT cycles after the last
-            # select; a PE stalls while its previous result still waits to be collected
+            # results reach the PEs' output slots PE_TO_OUT cycles after the last
+            # select; a PE stalls while all its slots still hold uncollected results
             ready = []
             for p in range(P):
                 due = dn[p] + PE_TO_OUT
-                wait = max(0.0, collected[p] + 1 - due)
+                wait = max(0.0, collected[p][0] + 1 - due)
                 dn[p] += wait
                 ready.append((due + wait, p))
             for t, p in sorted(ready):
                 c_last = max(c_last + 1, t)
-                collected[p] = c_last
+                collected[p] = collected[p][1:] + [c_last]
         hist.append(max(dn))
         d_prev = dn
         b_prev = b

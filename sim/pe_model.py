@@ -18,9 +18,13 @@ from .formats import Chunk, to_chunks
 
 __all__ = ["pe_golden", "pe_chunks", "pe_cycles", "PECycles", "PE_LATENCY", "pe_bound"]
 
-# cycles from a pair entering the queue to its result leaving: queue, select, multiply,
-# accumulate / output register
-PE_LATENCY = 4
+# registers a chunk pair passes before the queue: input, counts, unpack, compress
+PE_STAGES = 4
+# cycles from a chunk pair offered to its result leaving: the stages before the queue,
+# queue / window, select, multiply, accumulate / output register
+PE_LATENCY = PE_STAGES + 4
+# of which from the select stage to the result in the output register
+SELECT_TO_OUT = 3
 
 
 def _wrap(v: int, bits: int) -> int:
@@ -67,15 +71,17 @@ def pe_cycles(w_chunks: Sequence[Chunk], a_chunks: Sequence[Chunk], cfg: Config,
     D = depth or max(2, cfg.queue_depth)
     pairs = [(w.mask & a.mask, w.last or a.last) for w, a in zip(w_chunks, a_chunks,
                                                                    strict=True)]
-    q: list[tuple[int, bool]] = []
+    q: list[tuple[int, bool]] = []     # the queue; q[0], q[1] form the window
+    # the input, unpack and compress registers (None: empty)
+    stage: list[tuple[int, bool] | None] = [None] * PE_STAGES
     done0 = 0
     i = 0
     macs = idle = empty = 0
-    v0s: list[bool] = []      # per cycle: the queue held a pair
+    busy_in: list[bool] = []  # per cycle: a pair in the input stages or the queue
     acts: list[bool] = []     # per cycle: select stage sent products or a close
     closes: list[int] = []
-    while i < len(pairs) or q:
-        t = len(v0s)
+    while i < len(pairs) or q or any(x is not None for x in stage):
+        t = len(busy_in)
         v0 = len(q) >= 1
         nsel = pops = 0
         close = False
@@ -98,22 +104,32 @@ def pe_cycles(w_chunks: Sequence[Chunk], a_chunks: Sequence[Chunk], cfg: Config,
                 done0 |= sel & ((1 << J) - 1)
             idle += M - nsel
         macs += nsel
-        v0s.append(v0)
+        busy_in.append(v0 or any(x is not None for x in stage))
         acts.append(nsel > 0 or close)
         if close:
             closes.append(t)
-        pushed = i < len(pairs) and len(q) < D
+        # a stage moves on when the one after it is empty or moves on (the queue: room)
+        free = [len(q) < D]
+        for x in reversed(stage):
+            free.insert(0, x is None or free[0])
         q = q[pops:]
-        if pushed:
-            q.append(pairs[i])
-            i += 1
-    n = len(v0s) + PE_LATENCY
-    v0s += [False] * PE_LATENCY
-    acts += [False] * PE_LATENCY
+        if stage[-1] is not None and free[-1]:
+            q.append(stage[-1])
+        for k in reversed(range(1, PE_STAGES)):
+            if free[k]:
+                stage[k] = stage[k - 1]
+        if free[0]:
+            stage[0] = None
+            if i < len(pairs):
+                stage[0] = pairs[i]
+                i += 1
+    n = len(busy_in) + SELECT_TO_OUT + 1
+    busy_in += [False] * (SELECT_TO_OUT + 1)
+    acts += [False] * (SELECT_TO_OUT + 1)
     cl = set(closes)
-    busy = sum(v0s[t] or (t >= 1 and acts[t - 1]) or (t >= 2 and acts[t - 2])
-               or (t - 3) in cl for t in range(n))
-    last = (closes[-1] + PE_LATENCY - 1) if closes else 0
+    busy = sum(busy_in[t] or (t >= 1 and acts[t - 1]) or (t >= 2 and acts[t - 2])
+               or (t - SELECT_TO_OUT) in cl for t in range(n))
+    last = (closes[-1] + SELECT_TO_OUT) if closes else 0
     return PECycles(last + 1, macs, idle, empty, busy, len(closes))
 
 
