@@ -73,6 +73,9 @@ ANCHORS = [
      "d_w": 0.10, "d_a": 0.30, "why": "the densities PRODUCT.md quotes"},
 ]
 
+# (join width, multipliers per PE) for the model-only design-space table (J >= 8 M)
+DESIGN_SPACE = ((8, 1), (16, 2), (32, 2), (32, 4))
+
 MODES = ("double", "weight-only", "dense")
 _MODE_FLAGS = {"double": (False, False), "weight-only": (False, True), "dense": (True, True)}
 
@@ -228,7 +231,8 @@ END = "<!-- sweep:end -->"
 
 
 def _markdown(rtl: list[dict], anchors: list[dict], cfg: Config, layer: SweepLayer,
-              sim: str, seed: int, out: Path, docs: Path | None, cmd: str) -> str:
+              sim: str, seed: int, out: Path, docs: Path | None, cmd: str,
+              design: list[dict] | None = None) -> str:
     rel = (lambda p: Path(p).resolve().relative_to(docs.parent.resolve()).as_posix()) \
         if docs else (lambda p: str(p))
     try:
@@ -263,6 +267,18 @@ def _markdown(rtl: list[dict], anchors: list[dict], cfg: Config, layer: SweepLay
         lines.append(f"| {a['design']} | {a['published']} | {a['d_w']:g} | {a['d_a']:g} | "
                      f"{r['ideal_speedup']:.1f}x | {r['speedup_vs_dense']:.2f}x | "
                      f"{r['speedup_vs_weight_only']:.2f}x | {a['why']} |")
+    if design:
+        pts = [(a["d_w"], a["d_a"]) for a in design[0]["points"]]
+        lines += ["", "Design space from the performance model (same layer, same operands; "
+                  "speedup vs a dense engine with the same multipliers, utilization in "
+                  "brackets): a PE takes one J-channel chunk pair a cycle, so at low density "
+                  "the speedup saturates near J / M.", "",
+                  "| J | M per PE | " + " | ".join(f"d_w {dw:g}, d_a {da:g}" for dw, da in pts)
+                  + " |", "|---:|---:|" + "---:|" * len(pts)]
+        for d in design:
+            lines.append(f"| {d['J']} | {d['M']} | " + " | ".join(
+                f"{p['speedup_vs_dense']:.2f}x ({p['utilization']:.2f})" for p in d["points"])
+                + " |")
     lines += ["", f"![speedup]({img_s})", "", f"![utilization]({img_u})", "",
               f"Full rows: `{csv_r}` (RTL) and the model grid beside it.", "", END]
     return "\n".join(lines)
@@ -350,6 +366,20 @@ def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = Fals
                 r["cycles_dense"] = dense_c
                 model.append(_finish_row(r, cfg))
                 bar.step()
+    design = []
+    if model_grid and anchors:
+        pts = list(dict.fromkeys((a["d_w"], a["d_a"]) for a in anchors))
+        print("design space (performance model): speedup vs dense at the anchor points")
+        for J, M in DESIGN_SPACE:
+            c = cfg.replace(join_width=J, multipliers=M)
+            ps = []
+            for dw, da in pts:
+                r = model_point(layer, c, dw, da, seed)
+                ps.append({"d_w": dw, "d_a": da, "speedup_vs_dense": r["speedup_vs_dense"],
+                           "utilization": r["utilization"]})
+            design.append({"J": J, "M": M, "points": ps})
+            print(f"  J = {J:2d}, M = {M}: " + ", ".join(
+                f"({p['d_w']:g}, {p['d_a']:g}) {p['speedup_vs_dense']:.2f}x" for p in ps))
     files = [out / "sweep_rtl.csv"]
     _write_csv(out / "sweep_rtl.csv", list(rows.values()))
     if model:
@@ -359,9 +389,10 @@ def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = Fals
     cmd = "doublesparse bench sweep" + (" --quick" if quick else "") + \
         (f" --seed {seed}" if seed != 1 else "")
     if docs is not None:
-        _write_docs(docs, _markdown(rtl, anchors, cfg, layer, sim, seed, out, docs, cmd))
+        _write_docs(docs, _markdown(rtl, anchors, cfg, layer, sim, seed, out, docs, cmd,
+                                    design))
         files.append(docs)
     for f in files:
         print(f"wrote {f}")
     return {"rtl": rtl, "anchors": [{k: v for k, v in a.items()} for a in anchors],
-            "model": model, "files": [str(f) for f in files]}
+            "model": model, "design_space": design, "files": [str(f) for f in files]}
