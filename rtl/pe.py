@@ -169,12 +169,14 @@ class PE(wiring.Component):
         up_v = Signal()
         cp_v = Signal()
         cp = Signal(EL)
-        count = Signal(range(D + 1))      # pairs in the queue (window included)
-        room = count < D
-        cp_free = ~cp_v | room
-        up_free = ~up_v | cp_free
-        pc_free = ~pc_v | up_free
-        in_free = ~in_v | pc_free
+        # The stages never stall: a pair is taken only while the queue, the window and the
+        # stages hold fewer than D + 4 pairs (occ, a register), and the queue has room for
+        # D + 4. This takes pairs exactly when a queue of D behind four stalling registers
+        # would, with no ready chain and no enable fanning out to the stage registers.
+        QC = D + 4
+        count = Signal(range(QC + 1))     # pairs in the queue (window included)
+        occ = Signal(range(QC + 1))       # ... plus the pairs in the four stages
+        in_free = occ < QC
 
         drop_w = Signal()                 # resync: discard weight chunks up to 'last'
         drop_a = Signal()
@@ -205,10 +207,9 @@ class PE(wiring.Component):
                                  self.error.eq(PEError.LAST_MISMATCH)]
                 with m.Elif(long_now):
                     m.d.sync += self.error.eq(PEError.TOO_LONG)
-        with m.If(in_free):
-            m.d.sync += [in_v.eq(take), in_w.eq(self.w.payload), in_a.eq(self.a.payload),
-                         in_last.eq(self.w.payload.last | self.a.payload.last),
-                         in_err.eq(mismatch | long_now)]
+        m.d.sync += [in_v.eq(take), in_w.eq(self.w.payload), in_a.eq(self.a.payload),
+                     in_last.eq(self.w.payload.last | self.a.payload.last),
+                     in_err.eq(mismatch | long_now)]
 
         # ------------------------------------------------------------ counts (stage PC)
         pc_w = Signal(chunk_layout(J))
@@ -222,12 +223,11 @@ class PE(wiring.Component):
         cw = prefix_counts(in_w.mask, J, "cw")
         ca = prefix_counts(in_a.mask, J, "ca")
         cr = prefix_counts(match_in, J, "cr")
-        with m.If(pc_free):
-            m.d.sync += [pc_v.eq(in_v), pc_w.eq(in_w), pc_a.eq(in_a), pc_last.eq(in_last),
-                         pc_err.eq(in_err), pc_match.eq(match_in)]
-            m.d.sync += [pcw[i].eq(cw[i]) for i in range(J)]
-            m.d.sync += [pca[i].eq(ca[i]) for i in range(J)]
-            m.d.sync += [pc_rank[i].eq(cr[i]) for i in range(J + 1)]
+        m.d.sync += [pc_v.eq(in_v), pc_w.eq(in_w), pc_a.eq(in_a), pc_last.eq(in_last),
+                     pc_err.eq(in_err), pc_match.eq(match_in)]
+        m.d.sync += [pcw[i].eq(cw[i]) for i in range(J)]
+        m.d.sync += [pca[i].eq(ca[i]) for i in range(J)]
+        m.d.sync += [pc_rank[i].eq(cr[i]) for i in range(J + 1)]
 
         # ------------------------------------------------------------ unpack (stage UP)
         # Packed values to dense lanes: lane i takes value number popcount(mask[0:i]).
@@ -239,47 +239,45 @@ class PE(wiring.Component):
         up_rank = [Signal(range(J + 1), name=f"up_rank{i}") for i in range(J + 1)]
         up_last = Signal()
         up_err = Signal()
-        with m.If(up_free):
-            m.d.sync += [up_v.eq(pc_v), up_wd.eq(wd), up_ad.eq(ad), up_match.eq(pc_match),
-                         up_last.eq(pc_last), up_err.eq(pc_err)]
-            m.d.sync += [up_rank[i].eq(pc_rank[i]) for i in range(J + 1)]
+        m.d.sync += [up_v.eq(pc_v), up_wd.eq(wd), up_ad.eq(ad), up_match.eq(pc_match),
+                     up_last.eq(pc_last), up_err.eq(pc_err)]
+        m.d.sync += [up_rank[i].eq(pc_rank[i]) for i in range(J + 1)]
 
         # ------------------------------------------------------------ compress (stage CP)
         # The operands of the matching channels, packed: pw[r] = the lane whose rank is r.
         # The select stage then takes the next M pairs by index, without a search.
-        with m.If(cp_free):
-            m.d.sync += [cp_v.eq(up_v), cp.cnt.eq(up_rank[J]), cp.last.eq(up_last),
-                         cp.err.eq(up_err)]
-            for r in range(J):
-                hit = [up_match[i] & (up_rank[i] == r) for i in range(r, J)]
-                m.d.sync += [
-                    cp.pw[r].eq(_or([Mux(h, up_wd[i].as_unsigned(), 0)
-                                     for h, i in zip(hit, range(r, J), strict=True)])),
-                    cp.pa[r].eq(_or([Mux(h, up_ad[i].as_unsigned(), 0)
-                                     for h, i in zip(hit, range(r, J), strict=True)])),
-                ]
+        m.d.sync += [cp_v.eq(up_v), cp.cnt.eq(up_rank[J]), cp.last.eq(up_last),
+                     cp.err.eq(up_err)]
+        for r in range(J):
+            hit = [up_match[i] & (up_rank[i] == r) for i in range(r, J)]
+            m.d.sync += [
+                cp.pw[r].eq(_or([Mux(h, up_wd[i].as_unsigned(), 0)
+                                 for h, i in zip(hit, range(r, J), strict=True)])),
+                cp.pa[r].eq(_or([Mux(h, up_ad[i].as_unsigned(), 0)
+                                 for h, i in zip(hit, range(r, J), strict=True)])),
+            ]
 
         # ------------------------------------------------------------ pair queue + window
         # The queue is a circular buffer in distributed RAM (written at the tail); its first
         # two pairs are also held in registers (the window W0, W1), refilled from
         # registered-address reads of pairs 2 and 3 or straight from stage UP, so the select
         # logic starts at flip-flops and no RAM read sits in the head-pointer loop.
-        m.submodules.queue = qmem = Memory(shape=EL.size, depth=D, init=[])
+        m.submodules.queue = qmem = Memory(shape=EL.size, depth=QC, init=[])
         q_wr = qmem.write_port()
         q_rd2 = qmem.read_port(domain="comb")
         q_rd3 = qmem.read_port(domain="comb")
-        tail = Signal(range(D))
-        h2 = Signal(range(D), init=2 % D)       # RAM address of pair 2, pair 3
-        h3 = Signal(range(D), init=3 % D)
+        tail = Signal(range(QC))
+        h2 = Signal(range(QC), init=2)    # RAM address of pair 2, pair 3
+        h3 = Signal(range(QC), init=3)
 
         def wrap(x):
-            return Mux(x >= D, x - D, x)[0:len(tail)]
+            return Mux(x >= QC, x - QC, x)[0:len(tail)]
 
         w0 = Signal(EL)
         w1 = Signal(EL)
         u0 = Signal(range(J + 1))         # W0: pairs already multiplied
         r0 = Signal(range(J + 1))         # ... and still to multiply
-        push = cp_v & room
+        push = cp_v
         m.d.comb += [q_wr.addr.eq(tail), q_wr.data.eq(cp), q_wr.en.eq(push),
                      q_rd2.addr.eq(h2), q_rd3.addr.eq(h3)]
         r2, r3 = data.View(EL, q_rd2.data), data.View(EL, q_rd3.data)
@@ -323,7 +321,8 @@ class PE(wiring.Component):
         npop = Signal(range(3))
         m.d.comb += npop.eq(Mux(advance, pops, 0))
         m.d.sync += [h2.eq(wrap(h2 + npop)), h3.eq(wrap(h3 + npop)),
-                     tail.eq(wrap(tail + push)), count.eq(count - npop + push)]
+                     tail.eq(wrap(tail + push)), count.eq(count - npop + push),
+                     occ.eq(occ - npop + take)]
         nw0 = data.View(EL, Mux(npop == 2, cand[2], Mux(npop == 1, cand[1], cand[0])))
         nw1 = Mux(npop == 2, cand[3], Mux(npop == 1, cand[2], cand[1]))
         m.d.sync += [w0.eq(nw0), w1.eq(nw1)]
