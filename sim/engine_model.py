@@ -7,12 +7,13 @@ arrived; the broadcast stalls while any PE's queue is full. With ``b[n]`` the cy
 step n is broadcast and ``d[p][n]`` the cycle PE p has finished it::
 
     b[n]    = max(b[n-1] + 1, max_p d[p][n - Q])      Q: chunks a PE can hold
-    d[p][n] = max(d[p][n-1] + max(pairs[p][n] / M, 1/2), b[n] + 1), rounded up to a
-              whole cycle at the last chunk of an accumulation
+    d[p][n] = max(d[p][n-1] + max(pairs[p][n] / M, 1/2), b[n] + ARRIVE), rounded up to
+              a whole cycle at the last chunk of an accumulation
 
 and the layer takes ``max_p d[p][N-1]`` plus the fixed latencies of the sequencer, the
 PE pipeline and the output stage. ``Q`` counts the engine queue, the feeder register and
-the PE's own pair queue.
+the PE's stage registers and its own pair queue. Results are collected one a cycle; a PE
+stalls while its ``OUT_SLOTS`` result slots all wait.
 """
 
 from __future__ import annotations

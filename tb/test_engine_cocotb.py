@@ -90,10 +90,10 @@ def test_engine_layers(sim: str) -> None:
                         f"golden {ref[tuple(bad)]}")
         pred = engine_cycles(job, CFG)
         # these layers are tiny (tens to hundreds of cycles, accumulations of a few
-        # chunks) so fixed latencies weigh; the 5 % target is checked on the benchmark
-        # layers by `doublesparse bench engine`
+        # chunks) so fixed latencies weigh (worst 6.3 % here, on the stride-2 layer); the
+        # 5 % target is checked on the benchmark layers by `doublesparse bench engine`
         print(f"{name}: rtl {r['cycles']} cycles, model {pred}")
-        assert abs(pred / r["cycles"] - 1) <= 0.15, (name, pred, r["cycles"])
+        assert abs(pred / r["cycles"] - 1) <= 0.10, (name, pred, r["cycles"])
         assert r["macs"] == sum(r["pe_macs"])
     tail = res[len(refs):]
     assert [t["error"] for t in tail] == [EngineError.BAD_SHAPE, 0, EngineError.TOO_BIG, 0,
