@@ -232,15 +232,24 @@ class Engine(wiring.Component):
         step_last = (r == r_hi) & (s == s_hi) & (c == nch - 1)
         rs = Signal(8)                    # R * S, set at start
 
-        # address pipeline (Fmax): A = the step, B = pixel and tap indices, C = chunk
-        # addresses, then the activation memory read (s1). Every stage moves on `advance`.
-        a_v, b_v, c_v = Signal(), Signal(), Signal()
+        # address pipeline (Fmax): A = the step, B = products of the pixel and tap indices,
+        # B2 = their sums, C = products with NCH, C2 = the chunk addresses, then the
+        # activation memory read (s1). Every stage moves on `advance`. Addresses are
+        # computed modulo the memory sizes (exact: the descriptor check refuses a layer
+        # that does not fit), so the products stay within one DSP each.
+        aa_bits = (cfg.act_mem_chunks - 1).bit_length()
+        wb = max(1, wa_bits)
+        a_v, b_v, b2_v, c_v, c2_v = Signal(), Signal(), Signal(), Signal(), Signal()
         a_iy, a_ix, a_c = Signal(16), Signal(16), Signal(16)
         a_j, a_r, a_s, a_last = Signal(16), Signal(4), Signal(4), Signal()
-        b_pix, b_tap, b_c, b_last = Signal(32), Signal(24), Signal(16), Signal()
-        c_aaddr, c_waddr, c_last = Signal(32), Signal(32), Signal()
+        b_py, b_px, b_tj, b_tr, b_ts = (Signal(aa_bits), Signal(aa_bits), Signal(wb),
+                                        Signal(wb), Signal(4))
+        b_c, b_last = Signal(16), Signal()
+        b2_pix, b2_tap, b2_c, b2_last = Signal(aa_bits), Signal(wb), Signal(16), Signal()
+        c_ap, c_wp, c_c, c_last = Signal(aa_bits), Signal(wb), Signal(16), Signal()
+        c_aaddr, c_waddr, c2_last = Signal(aa_bits), Signal(wb), Signal()
         s1_valid = Signal()
-        s1_waddr = Signal(max(1, wa_bits))
+        s1_waddr = Signal(wb)
         s1_last = Signal()
         push_ok = Cat(*[q.w_rdy for q in queues]).all()
         advance = ~s1_valid | push_ok
@@ -248,15 +257,21 @@ class Engine(wiring.Component):
         for q in queues:
             m.d.comb += [q.w_en.eq(s1_valid & push_ok),
                          q.w_data.eq(Cat(act_r.data, s1_waddr, s1_last))]
+        nch_a, nch_w = nch[:aa_bits], nch[:wb]
         with m.If(advance):
             m.d.sync += [
                 a_v.eq(seq_on), a_iy.eq(iy), a_ix.eq(ix), a_c.eq(c), a_j.eq(j), a_r.eq(r),
                 a_s.eq(s), a_last.eq(step_last),
-                b_v.eq(a_v), b_pix.eq(a_iy * Ww + a_ix), b_tap.eq(a_j * rs + a_r * S + a_s),
+                b_v.eq(a_v), b_py.eq(a_iy[:aa_bits] * Ww[:aa_bits]), b_px.eq(a_ix),
+                b_tj.eq(a_j[:wb] * rs), b_tr.eq(a_r * S), b_ts.eq(a_s),
                 b_c.eq(a_c), b_last.eq(a_last),
-                c_v.eq(b_v), c_aaddr.eq(b_pix * nch + b_c), c_waddr.eq(b_tap * nch + b_c),
-                c_last.eq(b_last),
-                s1_valid.eq(c_v), s1_waddr.eq(c_waddr), s1_last.eq(c_last),
+                b2_v.eq(b_v), b2_pix.eq(b_py + b_px), b2_tap.eq(b_tj + b_tr + b_ts),
+                b2_c.eq(b_c), b2_last.eq(b_last),
+                c_v.eq(b2_v), c_ap.eq(b2_pix * nch_a), c_wp.eq(b2_tap * nch_w),
+                c_c.eq(b2_c), c_last.eq(b2_last),
+                c2_v.eq(c_v), c_aaddr.eq(c_ap + c_c), c_waddr.eq(c_wp + c_c),
+                c2_last.eq(c_last),
+                s1_valid.eq(c2_v), s1_waddr.eq(c_waddr), s1_last.eq(c2_last),
             ]
             with m.If(seq_on):
                 with m.If(c + 1 < nch):
@@ -410,23 +425,35 @@ class Engine(wiring.Component):
         ho_ok = Mux(d["STRIDE"] == 2, ((hp - d["R"]) >> 1) + 1, hp - d["R"] + 1) == d["HO"]
         wo_ok = Mux(d["STRIDE"] == 2, ((wp - d["S"]) >> 1) + 1, wp - d["S"] + 1) == d["WO"]
         big16 = Cat(*[d[n][16:32] != 0 for n in DESC if n != "MODE"]).any()
-        # sizes the layer needs, as free-running two-level product registers (16-bit
-        # operands: anything wider is refused by big16); CHECK waits for them to settle
+        # sizes the layer needs, as free-running product registers (16-bit operands:
+        # anything wider is refused by big16), and the three checks registered; CHECK
+        # waits 8 cycles in SETTLE for them to settle
         v16 = {n: d[n][0:16] for n in DESC}
         rs_d = Signal(8)
         p_hw, p_frs, p_kho, npix_d = Signal(32), Signal(24), Signal(32), Signal(32)
-        act_need, wgt_need, out_need, red_need = (Signal(48), Signal(40), Signal(48),
-                                                  Signal(24))
-        total_d = Signal(48)
+        red_need = Signal(24)
+
+        def mul_wide(a, b, name):
+            """a (up to 32 bits) x b (16 bits) in two registered steps: two 16 x 16
+            partial products, then their sum (no 32 x 16 product in one cycle)."""
+            lo = Signal(48, name=f"{name}_lo")
+            hi = Signal(48, name=f"{name}_hi")
+            out = Signal(48, name=name)
+            m.d.sync += [lo.eq(a[0:16] * b), hi.eq(a[16:32] * b),
+                         out.eq((hi << 16) + lo)]
+            return out
+
         m.d.sync += [
             rs_d.eq(d["R"][0:4] * d["S"][0:4]),
             p_hw.eq(v16["H"] * v16["W"]), p_frs.eq(v16["F"] * rs_d),
             p_kho.eq(v16["K"] * v16["HO"]), npix_d.eq(v16["HO"] * v16["WO"]),
             red_need.eq(v16["C"] * rs_d),
-            act_need.eq(p_hw * v16["NCH"]), wgt_need.eq(p_frs * v16["NCH"]),
-            out_need.eq(p_kho * v16["WO"]), total_d.eq(npix_d * v16["F"] * P),
         ]
-        m.d.comb += [
+        act_need = mul_wide(p_hw, v16["NCH"], "act_need")
+        wgt_need = mul_wide(p_frs, v16["NCH"], "wgt_need")
+        out_need = mul_wide(p_kho, v16["WO"], "out_need")
+        total_d = mul_wide(npix_d, v16["F"] * P, "total_d")
+        m.d.sync += [
             bad_shape.eq(Cat(*[d[n] == 0 for n in ("C", "H", "W", "K", "R", "S")]).any()
                          | (d["R"] > 7) | (d["S"] > 7)
                          | ((d["STRIDE"] != 1) & (d["STRIDE"] != 2))
@@ -499,7 +526,7 @@ class Engine(wiring.Component):
                      enc_finished.eq(~enc_on & ~q_v)]
 
         m.d.sync += pe_clear.eq(0)     # registered: a comb FSM output would start out X
-        settle = Signal(2)
+        settle = Signal(3)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(start):
@@ -514,7 +541,7 @@ class Engine(wiring.Component):
                         m.next = "ENCODE"
             with m.State("SETTLE"):
                 m.d.sync += settle.eq(settle + 1)
-                with m.If(settle == 3):
+                with m.If(settle == 7):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If(bad_shape):
@@ -553,7 +580,8 @@ class Engine(wiring.Component):
                     m.next = "IDLE"
 
         # ------------------------------------------------------------ host reads
-        macs_total = sum(pe.macs for pe in pes)
+        macs_total = Signal(32)
+        m.d.sync += macs_total.eq(sum(pe.macs for pe in pes))
         csr = Signal(32)
         m.d.comb += csr.eq(0)
         with m.Switch(offset):
