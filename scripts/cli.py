@@ -197,7 +197,8 @@ def _bench_sweep(args: argparse.Namespace, cfg: Config) -> int:
                                            else Path("sweep-results"))
     if args.quick and args.docs is None:
         docs = None       # a quick run does not overwrite the recorded table
-    res = sweep(cfg, sim=args.sim, seed=args.seed, quick=args.quick, out=out, docs=docs)
+    res = sweep(cfg, sim=args.sim, seed=args.seed, quick=args.quick, out=out, docs=docs,
+                save_operands=Path(args.save_operands) if args.save_operands else None)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
         print(f"wrote -> {args.json}")
@@ -271,7 +272,9 @@ def cmd_run_layer(args: argparse.Namespace) -> int:
           f"{cfg.pes} PEs x {cfg.multipliers} multipliers under {args.sim} ...", flush=True)
     try:
         run = run_layer(w, a, cfg, args.stride, args.pad, requant, relu, sim=args.sim,
-                        balance=not args.no_balance, waves=args.waves)
+                        balance=not args.no_balance, waves=args.waves,
+                        dense_weights=args.encoding == "dense",
+                        dense_acts=args.encoding in ("weight-only", "dense"))
     except LayerError as e:
         raise CliError(str(e)) from None
     st = run.stats
@@ -386,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "the repository, else ./sweep-results)")
     b.add_argument("--docs", help="sweep: Markdown page to write the table into "
                                   "(default docs/performance.md when present)")
+    b.add_argument("--save-operands", metavar="DIR",
+                   help="sweep: save each point's W and A (.npy) to re-run it with run-layer")
     _add_config(b)
     b.set_defaults(func=cmd_bench)
 
@@ -411,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-relu", action="store_true", help="requantize without ReLU")
     r.add_argument("--no-balance", action="store_true",
                    help="assign filter k to PE k mod P instead of balancing nonzeros")
+    r.add_argument("--encoding", choices=["double", "weight-only", "dense"], default="double",
+                   help="how the operands are stored: both compressed (default); "
+                        "activations with every mask bit set (a weight-only sparse engine); "
+                        "both full (a dense engine with the same multipliers)")
     r.add_argument("--sim", choices=SIMS, default="verilator")
     r.add_argument("--waves", action="store_true")
     r.add_argument("--out", required=True, help="output .npy (K, Ho, Wo)")

@@ -129,9 +129,13 @@ def _finish_row(row: dict, cfg: Config) -> dict:
 
 
 def _rtl_point(layer: SweepLayer, cfg: Config, d_w: float, d_a: float, seed: int,
-               sim: str) -> dict:
+               sim: str, save: Path | None = None) -> dict:
     s = _point_seed(seed, d_w, d_a)
     w, a = _operands(layer, d_w, d_a, s)
+    if save is not None:      # so that any row can be re-run with ``run-layer``
+        save.mkdir(parents=True, exist_ok=True)
+        np.save(save / f"w_{d_w:g}_{d_a:g}.npy", w)
+        np.save(save / f"a_{d_w:g}_{d_a:g}.npy", a)
     specs = [LayerSpec(w, a, layer.stride, layer.pad, dense_weights=_MODE_FLAGS[m][0],
                        dense_acts=_MODE_FLAGS[m][1]) for m in MODES]
     runs = run_layers(specs, cfg, sim=sim)
@@ -246,7 +250,11 @@ def _markdown(rtl: list[dict], anchors: list[dict], cfg: Config, layer: SweepLay
              f"J = {cfg.join_width}; RTL under {sim}, every run checked bit-exact against the "
              f"golden model; seed {seed}. Reproduce: `{cmd}`. Cycles are the engine's CYCLES "
              f"register (start to done); bound = ceil(nonzero pairs / multipliers); "
-             f"`model` = performance-model cycles for the double-sparse run.", "",
+             f"`model` = performance-model cycles for the double-sparse run. To re-run a row "
+             f"by hand: `doublesparse bench sweep --save-operands OPS` writes each point's "
+             f"`w_<d_w>_<d_a>.npy` and `a_<d_w>_<d_a>.npy`, then `doublesparse run-layer "
+             f"--weights OPS/w_0.25_0.5.npy --acts OPS/a_0.25_0.5.npy --pad {layer.pad} --raw "
+             f"--encoding {{double,weight-only,dense}} --out Y.npy --stats S.json`.", "",
              "| d_w | d_a | nonzero pairs | bound | double | model | weight-only | dense | "
              "cycles/bound | util | vs dense | ideal 1/(d_w d_a) | vs weight-only |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -300,12 +308,14 @@ def _write_docs(docs: Path, md: str) -> None:
 def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = False,
           out: Path = Path("docs/sweep"), docs: Path | None = Path("docs/performance.md"),
           layer: SweepLayer = SWEEP_LAYER, model_grid: bool = True,
-          grid: tuple | None = None, anchors: list[dict] | None = None) -> dict:
+          grid: tuple | None = None, anchors: list[dict] | None = None,
+          save_operands: Path | None = None) -> dict:
     """Run the sweep; returns {"rtl": rows, "model": rows, "anchors": rows, "files": [...]}.
 
     ``grid``: (d_w values, d_a values) for the RTL (default ``RTL_GRID``, ``QUICK_GRID`` with
     ``quick``); ``anchors``: published points to run as well (default ``ANCHORS``, none with
-    ``quick``)."""
+    ``quick``); ``save_operands``: folder for each point's W and A (.npy) so that a row can
+    be re-run with ``doublesparse run-layer --encoding ...``."""
     out.mkdir(parents=True, exist_ok=True)
     grid_w, grid_a = grid or (QUICK_GRID if quick else RTL_GRID)
     points = [(dw, da) for dw in grid_w for da in grid_a]
@@ -322,7 +332,7 @@ def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = Fals
     bar = Progress(len(points) + len(extra), "RTL sweep")
     rows: dict[tuple[float, float], dict] = {}
     for dw, da in points + extra:
-        r = _rtl_point(layer, cfg, dw, da, seed, sim)
+        r = _rtl_point(layer, cfg, dw, da, seed, sim, save_operands)
         rows[(dw, da)] = r
         bar.step(f"d_w={dw:g} d_a={da:g}: {r['speedup_vs_dense']:.2f}x vs dense")
     rtl = [rows[p] for p in points]
