@@ -37,7 +37,7 @@ from ..sim.cnn import (
     save_network,
     sparsity,
 )
-from ..sim.conv import requantize
+from ..sim.conv import im2col, requantize
 
 __all__ = ["train", "main", "TARGET_SPARSITY", "SPLIT_SEED", "requant_params"]
 
@@ -50,17 +50,7 @@ SHIFT_MAX = 47
 
 
 # -- layers -------------------------------------------------------------------------------
-def _im2col(x: np.ndarray, R: int, S: int, stride: int, pad: int
-            ) -> tuple[np.ndarray, int, int]:
-    N, C, H, W = x.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    Ho = (H + 2 * pad - R) // stride + 1
-    Wo = (W + 2 * pad - S) // stride + 1
-    cols = np.empty((N, C, R, S, Ho, Wo), x.dtype)
-    for r in range(R):
-        for s in range(S):
-            cols[:, :, r, s] = xp[:, :, r:r + stride * Ho:stride, s:s + stride * Wo:stride]
-    return cols.reshape(N, C * R * S, Ho * Wo), Ho, Wo
+_im2col = im2col   # (N, C, H, W) -> (N, C*R*S, Ho*Wo), Ho, Wo
 
 
 def _col2im(dcols: np.ndarray, shape: tuple[int, ...], R: int, S: int, stride: int, pad: int,

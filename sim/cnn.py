@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conv import conv2d_golden, requantize
+from .conv import conv2d_golden, im2col, requantize
 
 __all__ = ["LAYERS", "DEFAULT_PATH", "INPUT_SCALE", "Network", "NetworkError", "load_network",
            "save_network", "quantize_input", "float_forward", "int8_forward", "layer_job",
@@ -183,16 +183,9 @@ def quantize_input(pixels: np.ndarray) -> np.ndarray:
 
 def _conv_float(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
     """Batched float conv: (N, C, H, W) x (K, C, R, S) -> (N, K, Ho, Wo)."""
-    N, C, H, W = x.shape
     K, _, R, S = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    Ho = (H + 2 * pad - R) // stride + 1
-    Wo = (W + 2 * pad - S) // stride + 1
-    cols = np.empty((N, C, R, S, Ho, Wo), x.dtype)
-    for r in range(R):
-        for s in range(S):
-            cols[:, :, r, s] = xp[:, :, r:r + stride * Ho:stride, s:s + stride * Wo:stride]
-    return (w.reshape(K, -1) @ cols.reshape(N, C * R * S, Ho * Wo)).reshape(N, K, Ho, Wo)
+    cols, Ho, Wo = im2col(x, R, S, stride, pad)
+    return (w.reshape(K, -1) @ cols).reshape(x.shape[0], K, Ho, Wo)
 
 
 def float_forward(net: Network, images_float: np.ndarray) -> np.ndarray:

@@ -11,8 +11,8 @@ import numpy as np
 from .config import Config
 from .formats import to_chunks
 
-__all__ = ["Layer", "conv2d_golden", "fold_kernel", "requantize", "schedule", "Job", "make_job",
-           "out_shape", "LayerError"]
+__all__ = ["Layer", "conv2d_golden", "im2col", "fold_kernel", "requantize", "schedule", "Job",
+           "make_job", "out_shape", "LayerError"]
 
 
 class LayerError(ValueError):
@@ -57,21 +57,28 @@ def out_shape(layer: Layer) -> tuple[int, int, int]:
     return layer.K, layer.Ho, layer.Wo
 
 
+def im2col(x: np.ndarray, R: int, S: int, stride: int = 1, pad: int = 0
+           ) -> tuple[np.ndarray, int, int]:
+    """Batched im2col: x (N, C, H, W) -> (cols (N, C*R*S, Ho*Wo), Ho, Wo), zero padding
+    explicit; row ``c*R*S + r*S + s`` holds input channel c at kernel tap (r, s)."""
+    N, C, H, W = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    Ho = (H + 2 * pad - R) // stride + 1
+    Wo = (W + 2 * pad - S) // stride + 1
+    cols = np.empty((N, C, R, S, Ho, Wo), x.dtype)
+    for r in range(R):
+        for s in range(S):
+            cols[:, :, r, s] = xp[:, :, r:r + stride * Ho:stride, s:s + stride * Wo:stride]
+    return cols.reshape(N, C * R * S, Ho * Wo), Ho, Wo
+
+
 def conv2d_golden(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0) -> np.ndarray:
     """int8 (K, C, R, S) x int8 (C, H, W) -> int64 (K, Ho, Wo), exact (im2col + matmul)."""
     K, C, R, S = w.shape
-    C2, H, W = a.shape
-    if C2 != C:
-        raise LayerError(f"weights have C = {C} channels, activations {C2}")
-    ap = np.zeros((C, H + 2 * pad, W + 2 * pad), np.int64)
-    ap[:, pad:pad + H, pad:pad + W] = a
-    Ho = (H + 2 * pad - R) // stride + 1
-    Wo = (W + 2 * pad - S) // stride + 1
-    cols = np.empty((C, R, S, Ho, Wo), np.int64)
-    for r in range(R):
-        for s in range(S):
-            cols[:, r, s] = ap[:, r:r + stride * Ho:stride, s:s + stride * Wo:stride]
-    return (w.reshape(K, -1).astype(np.int64) @ cols.reshape(C * R * S, -1)).reshape(K, Ho, Wo)
+    if a.shape[0] != C:
+        raise LayerError(f"weights have C = {C} channels, activations {a.shape[0]}")
+    cols, Ho, Wo = im2col(a.astype(np.int64)[None], R, S, stride, pad)
+    return (w.reshape(K, -1).astype(np.int64) @ cols[0]).reshape(K, Ho, Wo)
 
 
 def fold_kernel(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0
@@ -84,18 +91,10 @@ def fold_kernel(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0
     a J-channel chunk with C values and is bound by one chunk a cycle; folded, each chunk
     carries up to J of the C*R*S products of an output pixel."""
     K, C, R, S = w.shape
-    C2, H, W = a.shape
-    if C2 != C:
-        raise LayerError(f"weights have C = {C} channels, activations {C2}")
-    ap = np.zeros((C, H + 2 * pad, W + 2 * pad), a.dtype)
-    ap[:, pad:pad + H, pad:pad + W] = a
-    Ho = (H + 2 * pad - R) // stride + 1
-    Wo = (W + 2 * pad - S) // stride + 1
-    cols = np.empty((C, R, S, Ho, Wo), a.dtype)
-    for r in range(R):
-        for s in range(S):
-            cols[:, r, s] = ap[:, r:r + stride * Ho:stride, s:s + stride * Wo:stride]
-    return w.reshape(K, C * R * S, 1, 1), cols.reshape(C * R * S, Ho, Wo)
+    if a.shape[0] != C:
+        raise LayerError(f"weights have C = {C} channels, activations {a.shape[0]}")
+    cols, Ho, Wo = im2col(a[None], R, S, stride, pad)
+    return w.reshape(K, C * R * S, 1, 1), cols[0].reshape(C * R * S, Ho, Wo)
 
 
 def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, relu: bool = True
