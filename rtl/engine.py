@@ -207,29 +207,53 @@ class Engine(wiring.Component):
             ]
 
         # ------------------------------------------------------------ sequencer
-        oy, ox = Signal(16), Signal(16)
-        iy0, ix0 = Signal(signed(18)), Signal(signed(18))
+        # Step counters of the current pixel, each with a registered "last" flag so that
+        # the step logic starts at flip-flops: c (chunk), s and r (tap inside the image),
+        # j (filter slot). The pixel walk runs two pixels ahead: G1 holds the coordinates
+        # of the pixel after next, G2 the registered tap bounds of the next pixel, `cur`
+        # those of the current one. Finishing a pixel moves G2 into `cur`, the bounds of
+        # G1 into G2 and G1 on by one pixel (`take`).
         j = Signal(16)
         r, s = Signal(4), Signal(4)
         c = Signal(16)
+        last_c, last_s, last_r, last_j = Signal(), Signal(), Signal(), Signal()
         seq_on = Signal()             # the sequencer has a step to issue
-        R, S = d["R"][0:4], d["S"][0:4]
-        Hh, Ww = d["H"][0:16], d["W"][0:16]
+        S = d["S"][0:4]
         pad, stride = d["PAD"][0:4], d["STRIDE"][0:2]
         nch, F = d["NCH"][0:16], d["F"][0:16]
+        Ww = d["W"][0:16]
+        # job constants, free-running registers (the descriptor is settled in SETTLE)
+        k_hm1, k_wm1 = Signal(signed(18)), Signal(signed(18))
+        k_rm1, k_sm1 = Signal(4), Signal(4)
+        k_nch1, k_f1, k_wo1, k_ho1 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [k_hm1.eq(d["H"][0:16] - 1), k_wm1.eq(Ww - 1),
+                     k_rm1.eq(d["R"][0:4] - 1), k_sm1.eq(S - 1),
+                     k_nch1.eq(nch == 1), k_f1.eq(F == 1),
+                     k_wo1.eq(d["WO"][0:16] == 1), k_ho1.eq(d["HO"][0:16] == 1)]
 
         def lo(x0):
             return Mux(x0 < 0, (-x0)[0:4], 0)
 
-        def hi(x0, n, k):
-            lim = n - 1 - x0
-            return Mux(lim < k - 1, lim[0:4], k - 1)
+        def hi(x0, nm1, km1):
+            lim = nm1 - x0
+            return Mux(lim < km1, lim[0:4], km1)
 
-        r_lo, r_hi = lo(iy0), hi(iy0, Hh, R)
-        s_lo, s_hi = lo(ix0), hi(ix0, Ww, S)
-        iy = (iy0 + r)[0:16]
-        ix = (ix0 + s)[0:16]
-        step_last = (r == r_hi) & (s == s_hi) & (c == nch - 1)
+        # G1: the pixel after next
+        g1_ox, g1_oy = Signal(16), Signal(16)
+        g1_ix0, g1_iy0 = Signal(signed(18)), Signal(signed(18))
+        g1_oxl, g1_oyl = Signal(), Signal()
+        # G2: the next pixel's origin and tap bounds; cur: the current pixel's
+        bnd = data.StructLayout({"ix0": signed(18), "iy0": signed(18), "s_lo": 4, "s_hi": 4,
+                                 "r_lo": 4, "r_hi": 4, "s_one": 1, "r_one": 1, "last": 1})
+        g2 = Signal(bnd)
+        cur = Signal(bnd)
+        g1_slo, g1_shi = lo(g1_ix0), hi(g1_ix0, k_wm1, k_sm1)
+        g1_rlo, g1_rhi = lo(g1_iy0), hi(g1_iy0, k_hm1, k_rm1)
+        prime = Signal()              # fills G1 / G2 / cur before the first step
+        take = Signal()
+        iy = (cur.iy0 + r)[0:16]
+        ix = (cur.ix0 + s)[0:16]
+        step_last = last_r & last_s & last_c
         rs = Signal(8)                    # R * S, set at start
 
         # address pipeline (Fmax): A = the step, B = products of the pixel and tap indices,
@@ -274,33 +298,39 @@ class Engine(wiring.Component):
                 s1_valid.eq(c2_v), s1_waddr.eq(c_waddr), s1_last.eq(c2_last),
             ]
             with m.If(seq_on):
-                with m.If(c + 1 < nch):
-                    m.d.sync += c.eq(c + 1)
+                with m.If(~last_c):
+                    m.d.sync += [c.eq(c + 1), last_c.eq(c + 2 == nch)]
                 with m.Else():
-                    m.d.sync += c.eq(0)
-                    with m.If(s < s_hi):
-                        m.d.sync += s.eq(s + 1)
+                    m.d.sync += [c.eq(0), last_c.eq(k_nch1)]
+                    with m.If(~last_s):
+                        m.d.sync += [s.eq(s + 1), last_s.eq(s + 1 == cur.s_hi)]
+                    with m.Elif(~last_r):
+                        m.d.sync += [s.eq(cur.s_lo), last_s.eq(cur.s_one),
+                                     r.eq(r + 1), last_r.eq(r + 1 == cur.r_hi)]
+                    with m.Elif(~last_j):
+                        m.d.sync += [s.eq(cur.s_lo), last_s.eq(cur.s_one),
+                                     r.eq(cur.r_lo), last_r.eq(cur.r_one),
+                                     j.eq(j + 1), last_j.eq(j + 2 == F)]
                     with m.Else():
-                        m.d.sync += s.eq(s_lo)
-                        with m.If(r < r_hi):
-                            m.d.sync += r.eq(r + 1)
-                        with m.Else():
-                            m.d.sync += r.eq(r_lo)
-                            with m.If(j + 1 < F):
-                                m.d.sync += j.eq(j + 1)
-                            with m.Else():
-                                m.d.sync += j.eq(0)
-                                nx0 = ix0 + stride
-                                with m.If(ox + 1 < d["WO"]):
-                                    m.d.sync += [ox.eq(ox + 1), ix0.eq(nx0), s.eq(lo(nx0))]
-                                with m.Else():
-                                    ny0 = iy0 + stride
-                                    m.d.sync += [ox.eq(0), ix0.eq(-pad), s.eq(lo(-pad))]
-                                    with m.If(oy + 1 < d["HO"]):
-                                        m.d.sync += [oy.eq(oy + 1), iy0.eq(ny0),
-                                                     r.eq(lo(ny0))]
-                                    with m.Else():
-                                        m.d.sync += seq_on.eq(0)
+                        m.d.sync += [j.eq(0), last_j.eq(k_f1)]
+                        m.d.comb += take.eq(1)
+                        with m.If(cur.last):
+                            m.d.sync += seq_on.eq(0)
+        with m.If(take | prime):
+            # the next pixel becomes current; its first tap
+            m.d.sync += [cur.eq(g2), s.eq(g2.s_lo), last_s.eq(g2.s_one), r.eq(g2.r_lo),
+                         last_r.eq(g2.r_one)]
+            m.d.sync += [g2.ix0.eq(g1_ix0), g2.iy0.eq(g1_iy0), g2.s_lo.eq(g1_slo),
+                         g2.s_hi.eq(g1_shi), g2.r_lo.eq(g1_rlo), g2.r_hi.eq(g1_rhi),
+                         g2.s_one.eq(g1_slo == g1_shi), g2.r_one.eq(g1_rlo == g1_rhi),
+                         g2.last.eq(g1_oxl & g1_oyl)]
+            with m.If(~g1_oxl):
+                m.d.sync += [g1_ox.eq(g1_ox + 1), g1_ix0.eq(g1_ix0 + stride),
+                             g1_oxl.eq(g1_ox + 2 == d["WO"][0:16])]
+            with m.Else():
+                m.d.sync += [g1_ox.eq(0), g1_ix0.eq(-pad), g1_oxl.eq(k_wo1),
+                             g1_oy.eq(g1_oy + 1), g1_iy0.eq(g1_iy0 + stride),
+                             g1_oyl.eq(g1_oy + 2 == d["HO"][0:16])]
 
         # ------------------------------------------------------------ results
         # Collector, one result a cycle, round-robin over the PEs (the PE after the last
@@ -335,12 +365,15 @@ class Engine(wiring.Component):
                 out = Mux(sel == p, values[p], out)
             return out
 
+        res_jl = [Signal(name=f"res_jl{p}") for p in range(P)]    # res_j == F - 1
         for p in range(P):
             m.d.comb += pes[p].o.ready.eq(sel == p)
             with m.If(sel == p):
-                m.d.sync += [res_j[p].eq(Mux(res_j[p] + 1 < F, res_j[p] + 1, 0)),
-                             res_pix[p].eq(Mux(res_j[p] + 1 < F, res_pix[p],
-                                               res_pix[p] + 1))]
+                with m.If(res_jl[p]):
+                    m.d.sync += [res_j[p].eq(0), res_jl[p].eq(k_f1),
+                                 res_pix[p].eq(res_pix[p] + 1)]
+                with m.Else():
+                    m.d.sync += [res_j[p].eq(res_j[p] + 1), res_jl[p].eq(res_j[p] + 2 == F)]
         acc_w = cfg.acc_width
         x_valid = Signal()
         x_acc = Signal(signed(acc_w))
@@ -357,7 +390,13 @@ class Engine(wiring.Component):
                      shift_r.en.eq(1)]
         z_valid, z_acc, z_pix, z_k = Signal(), Signal(signed(acc_w)), Signal(oa_bits), Signal(kb)
         m.d.sync += [z_valid.eq(y_valid), z_acc.eq(y_acc), z_pix.eq(y_pix), z_k.eq(kval)]
-        z_mult, z_shift = mult_r.data, shift_r.data    # stage Z
+        # stage Z2: the multiplier and shift registered out of their memories (a block
+        # RAM's output straight into a DSP input does not fit a 10 ns cycle)
+        z2_valid, z2_acc, z2_pix, z2_k = (Signal(), Signal(signed(acc_w)), Signal(oa_bits),
+                                          Signal(kb))
+        z_mult, z_shift = Signal(signed(16)), Signal(6)
+        m.d.sync += [z2_valid.eq(z_valid), z2_acc.eq(z_acc), z2_pix.eq(z_pix), z2_k.eq(z_k),
+                     z_mult.eq(mult_r.data), z_shift.eq(shift_r.data)]
         # stage B: partial products (acc = hi * 2^16 + lo), the rounding term, the address
         # product; stage C: low part + rounding, address; stage D: the full sum
         b_valid, b_keep = Signal(), Signal()
@@ -368,10 +407,11 @@ class Engine(wiring.Component):
         b_acc = Signal(signed(acc_w))
         b_kp = Signal(oa_bits)
         b_pix = Signal(oa_bits)
-        m.d.sync += [b_valid.eq(z_valid), b_keep.eq(z_k < d["K"]), b_acc.eq(z_acc),
-                     b_lo.eq(z_acc[0:16] * z_mult), b_hi.eq(z_acc[16:].as_signed() * z_mult),
+        m.d.sync += [b_valid.eq(z2_valid), b_keep.eq(z2_k < d["K"]), b_acc.eq(z2_acc),
+                     b_lo.eq(z2_acc[0:16] * z_mult),
+                     b_hi.eq(z2_acc[16:].as_signed() * z_mult),
                      b_rnd.eq((Const(1, 48) << z_shift) >> 1),    # 2**(shift-1), 0 if 0
-                     b_shift.eq(z_shift), b_kp.eq(z_k * npix[0:oa_bits]), b_pix.eq(z_pix)]
+                     b_shift.eq(z_shift), b_kp.eq(z2_k * npix[0:oa_bits]), b_pix.eq(z2_pix)]
         c_valid, c_keep = Signal(), Signal()
         c_lo = Signal(signed(49))
         c_hi = Signal(signed(acc_w))
@@ -420,10 +460,17 @@ class Engine(wiring.Component):
         bad_shape = Signal()
         bad_desc = Signal()
         too_big = Signal()
-        hp = d["H"] + 2 * d["PAD"]
-        wp = d["W"] + 2 * d["PAD"]
-        ho_ok = Mux(d["STRIDE"] == 2, ((hp - d["R"]) >> 1) + 1, hp - d["R"] + 1) == d["HO"]
-        wo_ok = Mux(d["STRIDE"] == 2, ((wp - d["S"]) >> 1) + 1, wp - d["S"] + 1) == d["WO"]
+        # output sizes in registered steps: padded size, minus the kernel, the stride,
+        # then the compare (SETTLE covers the steps)
+        hp, wp = Signal(34), Signal(34)
+        hpr, wpr = Signal(signed(35)), Signal(signed(35))
+        ho_c, wo_c = Signal(signed(35)), Signal(signed(35))
+        ho_ok, wo_ok = Signal(), Signal()
+        m.d.sync += [hp.eq(d["H"] + 2 * d["PAD"]), wp.eq(d["W"] + 2 * d["PAD"]),
+                     hpr.eq(hp - d["R"]), wpr.eq(wp - d["S"]),
+                     ho_c.eq(Mux(d["STRIDE"] == 2, hpr >> 1, hpr) + 1),
+                     wo_c.eq(Mux(d["STRIDE"] == 2, wpr >> 1, wpr) + 1),
+                     ho_ok.eq(ho_c == d["HO"]), wo_ok.eq(wo_c == d["WO"])]
         big16 = Cat(*[d[n][16:32] != 0 for n in DESC if n != "MODE"]).any()
         # sizes the layer needs, as free-running product registers (16-bit operands:
         # anything wider is refused by big16), and the three checks registered; CHECK
@@ -458,7 +505,7 @@ class Engine(wiring.Component):
                          | (d["R"] > 7) | (d["S"] > 7)
                          | ((d["STRIDE"] != 1) & (d["STRIDE"] != 2))
                          | (d["PAD"] >= d["R"]) | (d["PAD"] >= d["S"])
-                         | (hp < d["R"]) | (wp < d["S"])),
+                         | hpr[-1] | wpr[-1]),
             bad_desc.eq((d["NCH"] * J < d["C"]) | ((d["NCH"] - 1) * J >= d["C"])
                         | (d["F"] * P < d["K"]) | ((d["F"] - 1) * P >= d["K"])
                         | ~ho_ok | ~wo_ok),
@@ -530,7 +577,9 @@ class Engine(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [done.eq(0), error.eq(0), busy.eq(1), settle.eq(0)]
+                    m.d.sync += [done.eq(0), error.eq(0), busy.eq(1), settle.eq(0),
+                                 g1_ox.eq(0), g1_oy.eq(0), g1_ix0.eq(-pad), g1_iy0.eq(-pad),
+                                 g1_oxl.eq(k_wo1), g1_oyl.eq(k_ho1)]
                     m.next = "SETTLE"
                 with m.Elif(enc_start):
                     with m.If(d["MODE"][0]):
@@ -541,6 +590,8 @@ class Engine(wiring.Component):
                         m.next = "ENCODE"
             with m.State("SETTLE"):
                 m.d.sync += settle.eq(settle + 1)
+                # two pixel-walk moves: G2 <- pixel 0, then cur <- pixel 0, G2 <- pixel 1
+                m.d.comb += prime.eq(settle >= 6)
                 with m.If(settle == 7):
                     m.next = "CHECK"
             with m.State("CHECK"):
@@ -556,14 +607,13 @@ class Engine(wiring.Component):
                 with m.Else():
                     m.d.sync += [
                         pe_clear.eq(1),
-                        oy.eq(0), ox.eq(0), j.eq(0), c.eq(0),
-                        iy0.eq(-d["PAD"][0:4]), ix0.eq(-d["PAD"][0:4]),
-                        r.eq(d["PAD"][0:4]), s.eq(d["PAD"][0:4]),
+                        j.eq(0), c.eq(0), last_j.eq(k_f1), last_c.eq(k_nch1),
                         seq_on.eq(1), cycles.eq(0), results.eq(0),
                         rs.eq(rs_d),
                         npix.eq(npix_d), total_results.eq(total_d),
-                    ] + [res_j[p].eq(0) for p in range(P)] + [res_pix[p].eq(0)
-                                                              for p in range(P)]
+                    ]
+                    for p in range(P):
+                        m.d.sync += [res_j[p].eq(0), res_jl[p].eq(k_f1), res_pix[p].eq(0)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.sync += cycles.eq(cycles + 1)
