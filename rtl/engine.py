@@ -17,7 +17,7 @@ Host port: a word-addressed bus (``docs/engine.md`` has the register and memory 
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -234,21 +234,24 @@ class Engine(wiring.Component):
         def lo(x0):
             return Mux(x0 < 0, (-x0)[0:4], 0)
 
-        def hi(x0, nm1, km1):
-            lim = nm1 - x0
+        def hi(lim, km1):
+            # lim: taps left inside the image from the window origin, n - 1 - x0
             return Mux(lim < km1, lim[0:4], km1)
 
         # G1: the pixel after next
         g1_ox, g1_oy = Signal(16), Signal(16)
         g1_ix0, g1_iy0 = Signal(signed(18)), Signal(signed(18))
         g1_oxl, g1_oyl = Signal(), Signal()
+        g1_limx, g1_limy = Signal(signed(19)), Signal(signed(19))   # W - 1 - ix0, H - 1 - iy0
+        k_limx0, k_limy0 = Signal(signed(19)), Signal(signed(19))   # ... at ix0 = -pad
+        m.d.sync += [k_limx0.eq(k_wm1 + pad), k_limy0.eq(k_hm1 + pad)]
         # G2: the next pixel's origin and tap bounds; cur: the current pixel's
         bnd = data.StructLayout({"ix0": signed(18), "iy0": signed(18), "s_lo": 4, "s_hi": 4,
                                  "r_lo": 4, "r_hi": 4, "s_one": 1, "r_one": 1, "last": 1})
         g2 = Signal(bnd)
         cur = Signal(bnd)
-        g1_slo, g1_shi = lo(g1_ix0), hi(g1_ix0, k_wm1, k_sm1)
-        g1_rlo, g1_rhi = lo(g1_iy0), hi(g1_iy0, k_hm1, k_rm1)
+        g1_slo, g1_shi = lo(g1_ix0), hi(g1_limx, k_sm1)
+        g1_rlo, g1_rhi = lo(g1_iy0), hi(g1_limy, k_rm1)
         prime = Signal()              # fills G1 / G2 / cur before the first step
         take = Signal()
         iy = (cur.iy0 + r)[0:16]
@@ -326,10 +329,13 @@ class Engine(wiring.Component):
                          g2.last.eq(g1_oxl & g1_oyl)]
             with m.If(~g1_oxl):
                 m.d.sync += [g1_ox.eq(g1_ox + 1), g1_ix0.eq(g1_ix0 + stride),
+                             g1_limx.eq(g1_limx - stride),
                              g1_oxl.eq(g1_ox + 2 == d["WO"][0:16])]
             with m.Else():
-                m.d.sync += [g1_ox.eq(0), g1_ix0.eq(-pad), g1_oxl.eq(k_wo1),
+                m.d.sync += [g1_ox.eq(0), g1_ix0.eq(-pad), g1_limx.eq(k_limx0),
+                             g1_oxl.eq(k_wo1),
                              g1_oy.eq(g1_oy + 1), g1_iy0.eq(g1_iy0 + stride),
+                             g1_limy.eq(g1_limy - stride),
                              g1_oyl.eq(g1_oy + 2 == d["HO"][0:16])]
 
         # ------------------------------------------------------------ results
@@ -345,30 +351,35 @@ class Engine(wiring.Component):
         # Written as continuous expressions, not comb processes: Icarus does not run an
         # `always @*` block at time 0, so one whose inputs stay constant until the first job
         # (the PEs' o.valid) would leave its outputs X.
-        rr = Signal(range(P))
-        sel = Signal(range(P + 1))
-        prio = []
-        for base in range(P):
-            pick = P
-            for o in reversed(range(P)):
-                q = (base + 1 + o) % P
-                pick = Mux(pes[q].o.valid, q, pick)
-            prio.append(pick)
-        m.d.comb += sel.eq(Array(prio)[rr])
-        got = sel != P
+        # one-hot grant: rr marks the PE served last, the PEs after it come first; each
+        # grant bit is a function of the valid bits and rr only (two LUT levels), and the
+        # selected values are an AND-OR of the grants
+        rr = Signal(P, init=1)
+        grant = Signal(P)
+        terms = []
+        for p in range(P):
+            cases = []
+            for base in range(P):
+                dist = (p - base) % P or P
+                earlier = [(base + o) % P for o in range(1, dist)]
+                blocked = Cat(*[pes[q].o.valid for q in earlier]).any() if earlier else 0
+                cases.append(rr[base] & ~blocked)
+            terms.append(pes[p].o.valid & Cat(*cases).any())
+        m.d.comb += grant.eq(Cat(*terms))
+        got = grant.any()
         with m.If(got):
-            m.d.sync += rr.eq(sel[:len(rr)])
+            m.d.sync += rr.eq(grant)
 
-        def by_sel(values, default=0):
-            out = default
+        def by_sel(values):
+            out = 0
             for p in range(P):
-                out = Mux(sel == p, values[p], out)
+                out = out | Mux(grant[p], values[p], 0)
             return out
 
         res_jl = [Signal(name=f"res_jl{p}") for p in range(P)]    # res_j == F - 1
         for p in range(P):
-            m.d.comb += pes[p].o.ready.eq(sel == p)
-            with m.If(sel == p):
+            m.d.comb += pes[p].o.ready.eq(grant[p])
+            with m.If(grant[p]):
                 with m.If(res_jl[p]):
                     m.d.sync += [res_j[p].eq(0), res_jl[p].eq(k_f1),
                                  res_pix[p].eq(res_pix[p] + 1)]
@@ -500,19 +511,21 @@ class Engine(wiring.Component):
         wgt_need = mul_wide(p_frs, v16["NCH"], "wgt_need")
         out_need = mul_wide(p_kho, v16["WO"], "out_need")
         total_d = mul_wide(npix_d, v16["F"] * P, "total_d")
-        m.d.sync += [
-            bad_shape.eq(Cat(*[d[n] == 0 for n in ("C", "H", "W", "K", "R", "S")]).any()
-                         | (d["R"] > 7) | (d["S"] > 7)
-                         | ((d["STRIDE"] != 1) & (d["STRIDE"] != 2))
-                         | (d["PAD"] >= d["R"]) | (d["PAD"] >= d["S"])
-                         | hpr[-1] | wpr[-1]),
-            bad_desc.eq((d["NCH"] * J < d["C"]) | ((d["NCH"] - 1) * J >= d["C"])
-                        | (d["F"] * P < d["K"]) | ((d["F"] - 1) * P >= d["K"])
-                        | ~ho_ok | ~wo_ok),
-            too_big.eq(big16 | (d["K"] > cfg.max_filters) | (d["C"] > cfg.max_channels)
-                       | (act_need > cfg.act_mem_chunks) | (wgt_need > cfg.wgt_mem_chunks)
-                       | (out_need > cfg.out_mem_words) | (red_need > cfg.max_reduction)),
-        ]
+        # every term registered on its own, then their OR
+        shape_terms = [Cat(*[d[n] == 0 for n in ("C", "H", "W", "K", "R", "S")]).any(),
+                       (d["R"] > 7) | (d["S"] > 7),
+                       (d["STRIDE"] != 1) & (d["STRIDE"] != 2),
+                       (d["PAD"] >= d["R"]) | (d["PAD"] >= d["S"]),
+                       hpr[-1] | wpr[-1]]
+        desc_terms = [d["NCH"] * J < d["C"], (d["NCH"] - 1) * J >= d["C"],
+                      d["F"] * P < d["K"], (d["F"] - 1) * P >= d["K"], ~ho_ok, ~wo_ok]
+        big_terms = [big16, d["K"] > cfg.max_filters, d["C"] > cfg.max_channels,
+                     act_need > cfg.act_mem_chunks, wgt_need > cfg.wgt_mem_chunks,
+                     out_need > cfg.out_mem_words, red_need > cfg.max_reduction]
+        for flag, terms in ((bad_shape, shape_terms), (bad_desc, desc_terms),
+                            (too_big, big_terms)):
+            regs = Signal(len(terms), name=f"{flag.name}_t")
+            m.d.sync += [regs.eq(Cat(*terms)), flag.eq(regs.any())]
         any_pe_err = Cat(*[pe.error != 0 for pe in pes]).any()
 
         # ------------------------------------------------------------ control FSM
@@ -552,34 +565,37 @@ class Engine(wiring.Component):
                 m.d.sync += [e_ch.eq(e_ch + 1), e_rd.eq(e_rd + e_npix)]
         with m.Else():
             m.d.sync += q_v.eq(0)
-        # data stage: the read issued last cycle is in out_r.data now
-        val = out_r.data[0:8]
-        nz = q_v & q_valid & (val != 0)
+        # the read issued last cycle is in out_r.data now: registered first (stage RQ)
+        rq_v, rq_nz, rq_end = Signal(), Signal(), Signal()
+        rq_lane = Signal(range(J))
+        val = Signal(8)
+        m.d.sync += [rq_v.eq(q_v & ~enc_go), rq_nz.eq(q_valid & (out_r.data[0:8] != 0)),
+                     rq_end.eq(q_end), rq_lane.eq(q_lane), val.eq(out_r.data[0:8])]
+        # data stage
+        nz = rq_v & rq_nz
         new_mask = Signal(J)
         new_vals = Signal(data.ArrayLayout(8, J))
-        m.d.comb += [new_mask.eq(e_mask | Mux(nz, Const(1, J) << q_lane, 0)),
+        m.d.comb += [new_mask.eq(e_mask | Mux(nz, Const(1, J) << rq_lane, 0)),
                      new_vals.eq(e_vals)]
         for ln in range(J):
             with m.If(nz & (e_cnt == ln)):
                 m.d.comb += new_vals[ln].eq(val)
-        with m.If(q_v):
-            with m.If(q_end):
+        with m.If(rq_v):
+            with m.If(rq_end):
                 m.d.comb += [enc_act_en.eq(e_addr < cfg.act_mem_chunks),
                              enc_act_addr.eq(e_addr), enc_act_data.eq(Cat(new_mask, new_vals))]
                 m.d.sync += [e_addr.eq(e_addr + 1), e_mask.eq(0), e_vals.eq(0), e_cnt.eq(0)]
             with m.Else():
                 m.d.sync += [e_mask.eq(new_mask), e_vals.eq(new_vals), e_cnt.eq(e_cnt + nz)]
-        m.d.comb += [enc_overflow.eq(q_v & q_end & (e_addr >= cfg.act_mem_chunks)),
-                     enc_finished.eq(~enc_on & ~q_v)]
+        m.d.comb += [enc_overflow.eq(rq_v & rq_end & (e_addr >= cfg.act_mem_chunks)),
+                     enc_finished.eq(~enc_on & ~q_v & ~rq_v)]
 
         m.d.sync += pe_clear.eq(0)     # registered: a comb FSM output would start out X
         settle = Signal(3)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [done.eq(0), error.eq(0), busy.eq(1), settle.eq(0),
-                                 g1_ox.eq(0), g1_oy.eq(0), g1_ix0.eq(-pad), g1_iy0.eq(-pad),
-                                 g1_oxl.eq(k_wo1), g1_oyl.eq(k_ho1)]
+                    m.d.sync += [done.eq(0), error.eq(0), busy.eq(1), settle.eq(0)]
                     m.next = "SETTLE"
                 with m.Elif(enc_start):
                     with m.If(d["MODE"][0]):
@@ -590,7 +606,12 @@ class Engine(wiring.Component):
                         m.next = "ENCODE"
             with m.State("SETTLE"):
                 m.d.sync += settle.eq(settle + 1)
-                # two pixel-walk moves: G2 <- pixel 0, then cur <- pixel 0, G2 <- pixel 1
+                # G1 <- pixel 0 (the job constants have settled by now), then two moves of
+                # the pixel walk: G2 <- pixel 0, then cur <- pixel 0, G2 <- pixel 1
+                with m.If(settle == 5):
+                    m.d.sync += [g1_ox.eq(0), g1_oy.eq(0), g1_ix0.eq(-pad), g1_iy0.eq(-pad),
+                                 g1_limx.eq(k_limx0), g1_limy.eq(k_limy0),
+                                 g1_oxl.eq(k_wo1), g1_oyl.eq(k_ho1)]
                 m.d.comb += prime.eq(settle >= 6)
                 with m.If(settle == 7):
                     m.next = "CHECK"
