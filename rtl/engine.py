@@ -396,11 +396,16 @@ class Engine(wiring.Component):
         m.d.comb += [kmap_r.addr.eq(x_slot), kmap_r.en.eq(1)]
         y_valid, y_acc, y_pix = Signal(), Signal(signed(acc_w)), Signal(oa_bits)
         m.d.sync += [y_valid.eq(x_valid), y_acc.eq(x_acc), y_pix.eq(x_pix)]
-        kval = kmap_r.data                 # stage Y
+        # stage Y2: the filter index registered out of the kmap memory before it
+        # addresses the multiplier and shift memories
+        y2_valid, y2_acc, y2_pix = Signal(), Signal(signed(acc_w)), Signal(oa_bits)
+        kval = Signal(kb)
+        m.d.sync += [y2_valid.eq(y_valid), y2_acc.eq(y_acc), y2_pix.eq(y_pix),
+                     kval.eq(kmap_r.data)]
         m.d.comb += [mult_r.addr.eq(kval), shift_r.addr.eq(kval), mult_r.en.eq(1),
                      shift_r.en.eq(1)]
         z_valid, z_acc, z_pix, z_k = Signal(), Signal(signed(acc_w)), Signal(oa_bits), Signal(kb)
-        m.d.sync += [z_valid.eq(y_valid), z_acc.eq(y_acc), z_pix.eq(y_pix), z_k.eq(kval)]
+        m.d.sync += [z_valid.eq(y2_valid), z_acc.eq(y2_acc), z_pix.eq(y2_pix), z_k.eq(kval)]
         # stage Z2: the multiplier and shift registered out of their memories (a block
         # RAM's output straight into a DSP input does not fit a 10 ns cycle)
         z2_valid, z2_acc, z2_pix, z2_k = (Signal(), Signal(signed(acc_w)), Signal(oa_bits),
@@ -653,23 +658,21 @@ class Engine(wiring.Component):
         # ------------------------------------------------------------ host reads
         macs_total = Signal(32)
         m.d.sync += macs_total.eq(sum(pe.macs for pe in pes))
+        # AND-OR read select (a shallow tree, no priority chain): every CSR is below 0x80
+        entries = [(REG["STATUS"], Cat(busy, done, Const(0, 2), error))]
+        entries += [(REG[name], d[name]) for name in DESC]
+        entries += [(REG["CYCLES"], cycles), (REG["MACS"], macs_total)]
+        for p in range(P):
+            entries += [(REG["PE_BUSY"] + p, pes[p].busy_cycles),
+                        (REG["PE_MACS"] + p, pes[p].macs)]
+        assert max(a for a, _ in entries) < 0x80
+        low = offset[0:7]
+        high_zero = offset[7:24] == 0
         csr = Signal(32)
-        m.d.comb += csr.eq(0)
-        with m.Switch(offset):
-            with m.Case(REG["STATUS"]):
-                m.d.comb += csr.eq(Cat(busy, done, Const(0, 2), error))
-            for name in DESC:
-                with m.Case(REG[name]):
-                    m.d.comb += csr.eq(d[name])
-            with m.Case(REG["CYCLES"]):
-                m.d.comb += csr.eq(cycles)
-            with m.Case(REG["MACS"]):
-                m.d.comb += csr.eq(macs_total)
-            for p in range(P):
-                with m.Case(REG["PE_BUSY"] + p):
-                    m.d.comb += csr.eq(pes[p].busy_cycles)
-                with m.Case(REG["PE_MACS"] + p):
-                    m.d.comb += csr.eq(pes[p].macs)
+        csr_or = 0
+        for a, v in entries:
+            csr_or = csr_or | Mux(low == a, v, 0)
+        m.d.comb += csr.eq(Mux(high_zero, csr_or, 0))
         rd_region = Signal(8)
         m.d.comb += out_r.addr.eq(Mux(enc_on, e_rd[0:oa_bits], offset[0:oa_bits]))
         m.d.sync += [host.rvalid.eq(host.re), rd_region.eq(region)]
