@@ -482,10 +482,11 @@ class Engine(wiring.Component):
         hpr, wpr = Signal(signed(35)), Signal(signed(35))
         ho_c, wo_c = Signal(signed(35)), Signal(signed(35))
         ho_ok, wo_ok = Signal(), Signal()
+        stride2 = Signal()
         m.d.sync += [hp.eq(d["H"] + 2 * d["PAD"]), wp.eq(d["W"] + 2 * d["PAD"]),
-                     hpr.eq(hp - d["R"]), wpr.eq(wp - d["S"]),
-                     ho_c.eq(Mux(d["STRIDE"] == 2, hpr >> 1, hpr) + 1),
-                     wo_c.eq(Mux(d["STRIDE"] == 2, wpr >> 1, wpr) + 1),
+                     hpr.eq(hp - d["R"]), wpr.eq(wp - d["S"]), stride2.eq(d["STRIDE"] == 2),
+                     ho_c.eq(Mux(stride2, hpr >> 1, hpr) + 1),
+                     wo_c.eq(Mux(stride2, wpr >> 1, wpr) + 1),
                      ho_ok.eq(ho_c == d["HO"]), wo_ok.eq(wo_c == d["WO"])]
         big16 = Cat(*[d[n][16:32] != 0 for n in DESC if n != "MODE"]).any()
         # sizes the layer needs, as free-running product registers (16-bit operands:
@@ -554,6 +555,9 @@ class Engine(wiring.Component):
         enc_overflow = Signal()
         enc_finished = Signal()
         chunk_end = e_lane == J - 1
+        # e_pix + 1 == e_npix, registered: a pixel takes at least J cycles
+        e_pix_last = Signal()
+        m.d.sync += e_pix_last.eq(e_pix + 1 == e_npix)
         pixel_end = chunk_end & (e_ch + 1 >= d["K"])
         with m.If(enc_go):
             m.d.sync += [enc_on.eq(1), e_pix.eq(0), e_ch.eq(0), e_lane.eq(0), e_rd.eq(0),
@@ -564,7 +568,7 @@ class Engine(wiring.Component):
                          q_end.eq(chunk_end), e_lane.eq(Mux(chunk_end, 0, e_lane + 1))]
             with m.If(pixel_end):
                 m.d.sync += [e_ch.eq(0), e_pix.eq(e_pix + 1), e_rd.eq(e_pix + 1)]
-                with m.If(e_pix + 1 == e_npix):
+                with m.If(e_pix_last):
                     m.d.sync += enc_on.eq(0)
             with m.Else():
                 m.d.sync += [e_ch.eq(e_ch + 1), e_rd.eq(e_rd + e_npix)]
