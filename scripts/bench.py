@@ -95,10 +95,10 @@ def bench_pe(base: Config, sim: str = "verilator", seed: int = 1, quick: bool = 
 
     Each row is one random dot product of ``length`` channels (8192; 2048 with ``quick``)
     through the RTL PE with no stalls; the bound is max(ceil(pairs / M), chunk pairs) + the
-    4-cycle pipeline latency: one chunk pair enters per cycle and M products leave per
+    pipeline latency PE_LATENCY: one chunk pair enters per cycle and M products leave per
     cycle. ``pairs / length`` is the fraction of channels where both operands are nonzero.
     """
-    from ..sim.pe_model import pe_bound, pe_cycles
+    from ..sim.pe_model import PE_LATENCY, pe_bound, pe_cycles
     from ..tb.runner import run_cocotb
 
     length = length or (2048 if quick else 8192)
@@ -108,7 +108,7 @@ def bench_pe(base: Config, sim: str = "verilator", seed: int = 1, quick: bool = 
         dens = [(0.05, 0.05), (0.25, 0.5), (0.5, 0.5), (1.0, 1.0)]
     rows = []
     print(f"PE benchmark: one dot product of length {length} per row, RTL under {sim}, "
-          f"seed {seed}; bound = max(ceil(pairs/M), chunk pairs) + 4")
+          f"seed {seed}; bound = max(ceil(pairs/M), chunk pairs) + {PE_LATENCY}")
     hdr = (f"{'M':>2} {'J':>3} {'d_w':>5} {'d_a':>5} {'pairs':>6} {'chunks':>6} {'cycles':>7} "
            f"{'bound':>6} {'ratio':>6} {'cyc/ideal':>9} {'model':>6} {'util':>5}")
     for mult in (1, 2, 4):
