@@ -192,11 +192,11 @@ def _bench_sweep(args: argparse.Namespace, cfg: Config) -> int:
     if args.sim == "amaranth":
         raise CliError("bench sweep runs the emitted Verilog: use --sim verilator or icarus")
     here = Path("docs/performance.md")
-    docs = Path(args.docs) if args.docs else (here if here.exists() else None)
+    # a quick run does not overwrite the recorded table, CSVs or plots by default
+    docs = Path(args.docs) if args.docs else (here if here.exists() and not args.quick
+                                              else None)
     out = Path(args.out) if args.out else (Path("docs/sweep") if docs == here
                                            else Path("sweep-results"))
-    if args.quick and args.docs is None:
-        docs = None       # a quick run does not overwrite the recorded table
     res = sweep(cfg, sim=args.sim, seed=args.seed, quick=args.quick, out=out, docs=docs,
                 save_operands=Path(args.save_operands) if args.save_operands else None)
     if args.json:

@@ -20,38 +20,26 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..sim.config import Config
-from ..sim.conv import make_job
+from ..sim.conv import Layer, make_job
 from ..sim.engine_model import engine_cycles
 from ..tb.stimulus import random_tensor
 from .layer import LayerSpec, effectual_pairs, run_layers
 from .progress import Progress
 
-__all__ = ["SweepLayer", "SWEEP_LAYER", "RTL_GRID", "ANCHORS", "sweep", "model_point"]
+__all__ = ["SWEEP_LAYER", "RTL_GRID", "ANCHORS", "sweep", "model_point"]
 
 
-@dataclass(frozen=True)
-class SweepLayer:
-    K: int = 32
-    C: int = 32
-    R: int = 3
-    S: int = 3
-    H: int = 8
-    W: int = 8
-    stride: int = 1
-    pad: int = 1
-
-    def describe(self) -> str:
-        return (f"K = {self.K}, C = {self.C}, {self.R}x{self.S}, {self.H}x{self.W} pixels, "
-                f"stride {self.stride}, pad {self.pad}")
+def describe(layer: Layer) -> str:
+    return (f"K = {layer.K}, C = {layer.C}, {layer.R}x{layer.S}, {layer.H}x{layer.W} pixels, "
+            f"stride {layer.stride}, pad {layer.pad}")
 
 
-SWEEP_LAYER = SweepLayer()
+SWEEP_LAYER = Layer(K=32, C=32, R=3, S=3, H=8, W=8, stride=1, pad=1)
 RTL_GRID = ((0.05, 0.1, 0.25, 0.5, 1.0), (0.1, 0.3, 0.5, 0.7, 1.0))
 QUICK_GRID = ((0.1, 1.0), (0.3, 1.0))
 MODEL_STEPS = np.round(np.arange(0.05, 1.0001, 0.05), 2)
@@ -80,7 +68,7 @@ MODES = ("double", "weight-only", "dense")
 _MODE_FLAGS = {"double": (False, False), "weight-only": (False, True), "dense": (True, True)}
 
 
-def _operands(layer: SweepLayer, d_w: float, d_a: float, seed: int):
+def _operands(layer: Layer, d_w: float, d_a: float, seed: int):
     rng = np.random.default_rng(seed)
     w = random_tensor(rng, (layer.K, layer.C, layer.R, layer.S), d_w)
     a = random_tensor(rng, (layer.C, layer.H, layer.W), d_a)
@@ -91,7 +79,7 @@ def _point_seed(seed: int, d_w: float, d_a: float) -> int:
     return seed * 1_000_003 + int(round(d_w * 1000)) * 1009 + int(round(d_a * 1000))
 
 
-def model_point(layer: SweepLayer, cfg: Config, d_w: float, d_a: float, seed: int,
+def model_point(layer: Layer, cfg: Config, d_w: float, d_a: float, seed: int,
                 modes=MODES) -> dict:
     """Performance-model cycles for one density point (no simulation)."""
     w, a = _operands(layer, d_w, d_a, _point_seed(seed, d_w, d_a))
@@ -104,8 +92,9 @@ def model_point(layer: SweepLayer, cfg: Config, d_w: float, d_a: float, seed: in
     return _finish_row(row, cfg)
 
 
-def _base_row(layer, cfg, w, a, d_w, d_a, source) -> dict:
-    pairs = effectual_pairs(w, a, layer.stride, layer.pad)
+def _base_row(layer, cfg, w, a, d_w, d_a, source, pairs: int | None = None) -> dict:
+    if pairs is None:
+        pairs = effectual_pairs(w, a, layer.stride, layer.pad)
     mult = cfg.pes * cfg.multipliers
     return {"source": source, "d_w": d_w, "d_a": d_a,
             "d_w_measured": float(np.count_nonzero(w) / w.size),
@@ -128,7 +117,7 @@ def _finish_row(row: dict, cfg: Config) -> dict:
     return row
 
 
-def _rtl_point(layer: SweepLayer, cfg: Config, d_w: float, d_a: float, seed: int,
+def _rtl_point(layer: Layer, cfg: Config, d_w: float, d_a: float, seed: int,
                sim: str, save: Path | None = None) -> dict:
     s = _point_seed(seed, d_w, d_a)
     w, a = _operands(layer, d_w, d_a, s)
@@ -139,7 +128,8 @@ def _rtl_point(layer: SweepLayer, cfg: Config, d_w: float, d_a: float, seed: int
     specs = [LayerSpec(w, a, layer.stride, layer.pad, dense_weights=_MODE_FLAGS[m][0],
                        dense_acts=_MODE_FLAGS[m][1]) for m in MODES]
     runs = run_layers(specs, cfg, sim=sim)
-    row = _base_row(layer, cfg, w, a, d_w, d_a, f"rtl-{sim}")
+    row = _base_row(layer, cfg, w, a, d_w, d_a, f"rtl-{sim}",
+                    pairs=runs[0].stats.get("nonzero_pairs"))
     row["seed"] = s
     for mode, run in zip(MODES, runs, strict=True):
         st = run.stats
@@ -163,7 +153,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
             wr.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def _plots(out: Path, rtl: list[dict], model: list[dict], cfg: Config, layer: SweepLayer
+def _plots(out: Path, rtl: list[dict], model: list[dict], cfg: Config, layer: Layer
            ) -> list[Path]:
     import matplotlib
 
@@ -190,7 +180,7 @@ def _plots(out: Path, rtl: list[dict], model: list[dict], cfg: Config, layer: Sw
     ax.set_xlabel("ideal speedup: 1 / (d_w x d_a) vs dense, 1 / d_a vs weight-only")
     ax.set_ylabel("speedup (cycles of baseline / cycles double-sparse)")
     ax.set_title(f"speedup, {cfg.pes} PEs x {cfg.multipliers} mult, J = {cfg.join_width}\n"
-                 f"{layer.describe()}", fontsize=9)
+                 f"{describe(layer)}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -235,7 +225,7 @@ BEGIN = "<!-- sweep:begin (written by `doublesparse bench sweep`; do not edit by
 END = "<!-- sweep:end -->"
 
 
-def _markdown(rtl: list[dict], anchors: list[dict], cfg: Config, layer: SweepLayer,
+def _markdown(rtl: list[dict], anchors: list[dict], cfg: Config, layer: Layer,
               sim: str, seed: int, out: Path, docs: Path | None, cmd: str,
               design: list[dict] | None = None) -> str:
     rel = (lambda p: Path(p).resolve().relative_to(docs.parent.resolve()).as_posix()) \
@@ -246,7 +236,7 @@ def _markdown(rtl: list[dict], anchors: list[dict], cfg: Config, layer: SweepLay
     except ValueError:
         img_s, img_u, csv_r = out / "speedup.png", out / "utilization.png", out / "sweep_rtl.csv"
     lines = [BEGIN, "",
-             f"Layer {layer.describe()}; config {cfg.pes} PEs x {cfg.multipliers} multipliers, "
+             f"Layer {describe(layer)}; config {cfg.pes} PEs x {cfg.multipliers} multipliers, "
              f"J = {cfg.join_width}; RTL under {sim}, every run checked bit-exact against the "
              f"golden model; seed {seed}. Reproduce: `{cmd}`. Cycles are the engine's CYCLES "
              f"register (start to done); bound = ceil(nonzero pairs / multipliers); "
@@ -307,7 +297,7 @@ def _write_docs(docs: Path, md: str) -> None:
 
 def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = False,
           out: Path = Path("docs/sweep"), docs: Path | None = Path("docs/performance.md"),
-          layer: SweepLayer = SWEEP_LAYER, model_grid: bool = True,
+          layer: Layer = SWEEP_LAYER, model_grid: bool = True,
           grid: tuple | None = None, anchors: list[dict] | None = None,
           save_operands: Path | None = None) -> dict:
     """Run the sweep; returns {"rtl": rows, "model": rows, "anchors": rows, "files": [...]}.
@@ -324,7 +314,7 @@ def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = Fals
     anchors = [dict(a) for a in anchors]
     extra = [(a["d_w"], a["d_a"]) for a in anchors if (a["d_w"], a["d_a"]) not in points]
     extra = list(dict.fromkeys(extra))
-    print(f"sweep: {layer.describe()}; {cfg.pes} PEs x {cfg.multipliers} multipliers, "
+    print(f"sweep: {describe(layer)}; {cfg.pes} PEs x {cfg.multipliers} multipliers, "
           f"J = {cfg.join_width}; RTL under {sim}, seed {seed}")
     print(f"RTL: {len(points)} grid points + {len(extra)} anchor points, each run three ways "
           f"(double-sparse, weight-only, dense) and checked against the golden model")

@@ -13,13 +13,13 @@ import pytest
 
 from doublesparse.scripts import sweep as sw
 from doublesparse.sim.config import Config
-from doublesparse.sim.conv import conv2d_golden
+from doublesparse.sim.conv import Layer, conv2d_golden
 
 SIMS = [s for s in os.environ.get("DS_SIMS", "verilator,icarus").split(",") if s]
 SEED = int(os.environ.get("DS_SEED", "6"))
 # the engine tests' config: its Verilator build is shared with them
 CFG = Config(act_mem_chunks=256, wgt_mem_chunks=256, out_mem_words=1024, max_filters=32)
-TINY = sw.SweepLayer(K=6, C=20, R=3, S=3, H=5, W=5, stride=1, pad=1)
+TINY = Layer(K=6, C=20, R=3, S=3, H=5, W=5, stride=1, pad=1)
 SENTINEL = 987_654
 
 
