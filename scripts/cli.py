@@ -386,9 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="smaller tensors")
     b.add_argument("--json", help="also write the rows as JSON")
     b.add_argument("--out", help="sweep: folder for CSV and plots (default docs/sweep in "
-                                 "the repository, else ./sweep-results)")
+                                 "the repository, else and with --quick ./sweep-results)")
     b.add_argument("--docs", help="sweep: Markdown page to write the table into "
-                                  "(default docs/performance.md when present)")
+                                  "(default docs/performance.md when present, none with "
+                                  "--quick)")
     b.add_argument("--save-operands", metavar="DIR",
                    help="sweep: save each point's W and A (.npy) to re-run it with run-layer")
     _add_config(b)
