@@ -61,11 +61,13 @@ def result_layout(acc_width: int) -> data.StructLayout:
     return data.StructLayout({"value": signed(acc_width), "err": 1})
 
 
-def _entry_layout(J: int) -> data.StructLayout:
-    """A queued chunk pair: how many channels match (both nonzero) and the operands of
-    those channels, packed in channel order (``pw[r]``, ``pa[r]``: the r-th match)."""
+def _entry_layout(J: int, M: int) -> data.StructLayout:
+    """A queued chunk pair: how many channels match (both nonzero), ``cle[v]`` = cnt <= v
+    for v <= M (the window's control loop uses these flags, not a comparator), and the
+    operands of those channels, packed in channel order (``pw[r]``, ``pa[r]``: the r-th
+    match)."""
     return data.StructLayout({
-        "cnt": range(J + 1),
+        "cnt": range(J + 1), "cle": M + 1,
         "pw": data.ArrayLayout(signed(8), J), "pa": data.ArrayLayout(signed(8), J),
         "last": 1, "err": 1,
     })
@@ -122,7 +124,7 @@ class PE(wiring.Component):
         cfg = self.cfg
         J, M, D = cfg.join_width, cfg.multipliers, self.depth
         AW = cfg.acc_width
-        EL = _entry_layout(J)
+        EL = _entry_layout(J, M)
 
         def prefix_counts(bits, width, name):
             """Signals pc[i] = number of set bits below i, by a Sklansky parallel prefix:
@@ -246,6 +248,7 @@ class PE(wiring.Component):
         # ------------------------------------------------------------ compress (stage CP)
         # The operands of the matching channels, packed: pw[r] = the lane whose rank is r.
         # The select stage then takes the next M pairs by index, without a search.
+        m.d.sync += [cp.cle[v].eq(up_rank[J] <= v) for v in range(M + 1)]
         m.d.sync += [cp_v.eq(up_v), cp.cnt.eq(up_rank[J]), cp.last.eq(up_last),
                      cp.err.eq(up_err)]
         for r in range(J):
@@ -258,31 +261,48 @@ class PE(wiring.Component):
             ]
 
         # ------------------------------------------------------------ pair queue + window
-        # The queue is a circular buffer in distributed RAM (written at the tail); its first
-        # two pairs are also held in registers (the window W0, W1), refilled from
-        # registered-address reads of pairs 2 and 3 or straight from stage UP, so the select
-        # logic starts at flip-flops and no RAM read sits in the head-pointer loop.
+        # The queue is a circular buffer in distributed RAM, written at the tail. The
+        # window's operands (pairs 0 and 1) are read straight out of it at the head
+        # pointers h0, h1 (registers) by the select stage; nothing wide moves when pairs
+        # leave. The control loop (how many pairs leave this cycle, what is left of pair 0)
+        # runs on narrow copies of each pair's count, flags and 'cnt <= v' bits: the
+        # registers C0, C1 hold those of pairs 0 and 1 and are refilled from a narrow copy
+        # of the queue read at h2, h3 (or straight from stage CP), and every next-state
+        # value is computed from flip-flops in parallel and only chosen by the pop count.
+        CL = data.StructLayout({"cnt": range(J + 1), "cle": M + 1, "last": 1, "err": 1})
         m.submodules.queue = qmem = Memory(shape=EL.size, depth=QC, init=[])
+        m.submodules.queue_ctl = cmem = Memory(shape=CL.size, depth=QC, init=[])
         q_wr = qmem.write_port()
-        q_rd2 = qmem.read_port(domain="comb")
-        q_rd3 = qmem.read_port(domain="comb")
+        c_wr = cmem.write_port()
+        q_rd0 = qmem.read_port(domain="comb")
+        q_rd1 = qmem.read_port(domain="comb")
+        c_rd2 = cmem.read_port(domain="comb")
+        c_rd3 = cmem.read_port(domain="comb")
         tail = Signal(range(QC))
-        h2 = Signal(range(QC), init=2)    # RAM address of pair 2, pair 3
-        h3 = Signal(range(QC), init=3)
+        hp = [Signal(range(QC), init=i, name=f"h{i}") for i in range(4)]   # pairs 0..3
 
         def wrap(x):
             return Mux(x >= QC, x - QC, x)[0:len(tail)]
 
-        w0 = Signal(EL)
-        w1 = Signal(EL)
-        u0 = Signal(range(J + 1))         # W0: pairs already multiplied
+        cp_c = Signal(CL)
+        m.d.comb += [cp_c.cnt.eq(cp.cnt), cp_c.cle.eq(cp.cle), cp_c.last.eq(cp.last),
+                     cp_c.err.eq(cp.err)]
+        c0 = Signal(CL)                   # control fields of pair 0, pair 1
+        c1 = Signal(CL)
+        w0 = data.View(EL, q_rd0.data)    # operands of pair 0, pair 1
+        w1 = data.View(EL, q_rd1.data)
+        u0 = Signal(range(J + 1))         # pair 0: pairs already multiplied
+        u0k = [Signal(range(J + M), name=f"u0k{k}") for k in range(M)]   # u0 + k
         r0 = Signal(range(J + 1))         # ... and still to multiply
+        r0_le = Signal(M + 1)             # r0_le[v]: r0 <= v
         push = cp_v
         m.d.comb += [q_wr.addr.eq(tail), q_wr.data.eq(cp), q_wr.en.eq(push),
-                     q_rd2.addr.eq(h2), q_rd3.addr.eq(h3)]
-        r2, r3 = data.View(EL, q_rd2.data), data.View(EL, q_rd3.data)
-        cand = [Mux(count > 0, w0, cp), Mux(count > 1, w1, cp),
-                Mux(count > 2, r2, cp), Mux(count > 3, r3, cp)]
+                     c_wr.addr.eq(tail), c_wr.data.eq(cp_c), c_wr.en.eq(push),
+                     q_rd0.addr.eq(hp[0]), q_rd1.addr.eq(hp[1]),
+                     c_rd2.addr.eq(hp[2]), c_rd3.addr.eq(hp[3])]
+        r2, r3 = data.View(CL, c_rd2.data), data.View(CL, c_rd3.data)
+        cand = [Mux(count > 0, c0, cp_c), Mux(count > 1, c1, cp_c),
+                Mux(count > 2, r2, cp_c), Mux(count > 3, r3, cp_c)]
 
         # ------------------------------------------------------------ window select
         # The pipeline only waits when a result is due while both output slots are full.
@@ -291,49 +311,71 @@ class PE(wiring.Component):
         advance = ~(s2_close & out_full)
         v0 = count >= 1
         v1 = count >= 2
-        use1 = v1 & ~w0.last
-        consumed0 = v0 & (r0 <= M)
-        sum01 = r0 + w1.cnt
-        # r0 + w1.cnt <= M, without the adder on the path to the queue pointers
-        fits1 = _or([(r0 == v) & (w1.cnt <= M - v) for v in range(M + 1)])
+        use1 = v1 & ~c0.last
+        consumed0 = v0 & r0_le[M]
+        # r0 + c1.cnt <= M, from flags alone
+        fits1 = _or([r0_le[v] & c1.cle[M - v] for v in range(M + 1)])
         consumed1 = use1 & consumed0 & fits1
-        avail_n = Mux(v0, Mux(use1, sum01, r0), 0)
+        sum01 = r0 + c1.cnt
+        # products this cycle, min(M, r0 (+ c1.cnt)), as a thermometer from the flags:
+        # sel_gt[k] = more than k products
+        sel_gt = Signal(M)
+        for k in range(M):
+            both_le = _or([r0_le[v] & c1.cle[k - v] for v in range(k + 1)])
+            m.d.comb += sel_gt[k].eq(v0 & ~Mux(use1, both_le, r0_le[k]))
         nsel = Signal(range(M + 1))
-        m.d.comb += nsel.eq(Mux(avail_n > M, M, avail_n))
-        pops = Signal(range(3))
-        m.d.comb += pops.eq(Mux(consumed1, 2, Mux(consumed0, 1, 0)))
-        close = (consumed0 & w0.last) | (consumed1 & w1.last)
-        chunk_err = (consumed0 & w0.err) | (consumed1 & w1.err)
-        # pick k: pair u0 + k of W0 while k < r0, then pair k - r0 of W1
+        m.d.comb += nsel.eq(sum(sel_gt[k] for k in range(M)))
+        close = (consumed0 & c0.last) | (consumed1 & c1.last)
+        chunk_err = (consumed0 & c0.err) | (consumed1 & c1.err)
+        # pick k: pair u0 + k of pair 0 while k < r0, then pair k - r0 of pair 1
         op_w, op_a = [], []
         for k in range(M):
-            i0 = (u0 + k)[:len(u0)]
+            i0 = u0k[k][:len(u0)]
             from0_w = Array(w0.pw)[i0]
             from0_a = Array(w0.pa)[i0]
             from1_w, from1_a = w1.pw[k], w1.pa[k]
-            for j in range(k):            # r0 = k - j: W1's pair j
-                from1_w = Mux(r0 == k - j, w1.pw[j], from1_w)
-                from1_a = Mux(r0 == k - j, w1.pa[j], from1_a)
-            op_w.append(Mux(r0 > k, from0_w, from1_w))
-            op_a.append(Mux(r0 > k, from0_a, from1_a))
+            for j in range(k):            # r0 = k - j: pair 1's pair j
+                r0_is = r0_le[k - j] & ~r0_le[k - j - 1]
+                from1_w = Mux(r0_is, w1.pw[j], from1_w)
+                from1_a = Mux(r0_is, w1.pa[j], from1_a)
+            op_w.append(Mux(~r0_le[k], from0_w, from1_w))
+            op_a.append(Mux(~r0_le[k], from0_a, from1_a))
 
-        # queue update: pop 0..2 (when advancing), push 0..1
+        # queue update: pop 0..2 (when advancing), push 0..1; one-hot pop count
+        pop2 = Signal()
+        pop1 = Signal()
+        m.d.comb += [pop2.eq(advance & consumed1), pop1.eq(advance & consumed0 & ~consumed1)]
         npop = Signal(range(3))
-        m.d.comb += npop.eq(Mux(advance, pops, 0))
-        m.d.sync += [h2.eq(wrap(h2 + npop)), h3.eq(wrap(h3 + npop)),
-                     tail.eq(wrap(tail + push)), count.eq(count - npop + push),
-                     occ.eq(occ - npop + take)]
-        nw0 = data.View(EL, Mux(npop == 2, cand[2], Mux(npop == 1, cand[1], cand[0])))
-        nw1 = Mux(npop == 2, cand[3], Mux(npop == 1, cand[2], cand[1]))
-        m.d.sync += [w0.eq(nw0), w1.eq(nw1)]
-        # W0's counts: every case is a function of flip-flops except the choice among them
-        with m.If(~v0 | (npop == 2) | ((npop == 1) & ~use1)):
-            m.d.sync += [u0.eq(0), r0.eq(nw0.cnt)]        # a fresh pair
-        with m.Elif(npop == 1):
-            # W1 moves to W0 with M - r0 of its pairs used (it did not fit: r0 + cnt > M)
-            m.d.sync += [u0.eq(M - r0), r0.eq(sum01 - M)]
+        m.d.comb += npop.eq(Cat(pop1, pop2))
+
+        def by_pops(keep, one, two):
+            return Mux(pop2, two, Mux(pop1, one, keep))
+
+        h4 = wrap(hp[3] + 1)
+        h5 = wrap(hp[3] + 2)
+        nxt = hp + [h4, h5]
+        m.d.sync += [hp[i].eq(by_pops(nxt[i], nxt[i + 1], nxt[i + 2])) for i in range(4)]
+        m.d.sync += [tail.eq(wrap(tail + push)),
+                     count.eq(by_pops(count + push, count + push - 1, count + push - 2)),
+                     occ.eq(by_pops(occ + take, occ + take - 1, occ + take - 2))]
+        nc0 = by_pops(cand[0], cand[1], cand[2])
+        m.d.sync += [c0.eq(nc0), c1.eq(by_pops(cand[1], cand[2], cand[3]))]
+        # pair 0's counts: every candidate is a function of flip-flops, chosen by the pops
+        fresh = ~v0 | pop2 | (pop1 & ~use1)
+        with m.If(fresh):
+            m.d.sync += [u0.eq(0), r0.eq(data.View(CL, nc0).cnt),
+                         r0_le.eq(data.View(CL, nc0).cle)]
+            m.d.sync += [u0k[k].eq(k) for k in range(M)]
+        with m.Elif(pop1):
+            # pair 1 becomes pair 0 with M - r0 of its pairs used (r0 + cnt > M)
+            m.d.sync += [u0.eq(M - r0), r0.eq(sum01 - M),
+                         r0_le.eq(Cat(*[sum01 <= M + v for v in range(M + 1)]))]
+            m.d.sync += [u0k[k].eq(M + k - r0) for k in range(M)]
         with m.Elif(advance):
-            m.d.sync += [u0.eq(u0 + M), r0.eq(r0 - M)]   # W0 still holds more than M
+            # pair 0 still holds more than M
+            m.d.sync += [u0.eq(u0 + M), r0.eq(r0 - M),
+                         r0_le.eq(Cat(*[r0 <= M + v for v in range(M + 1)]))]
+            m.d.sync += [u0k[k].eq(u0 + M + k) for k in range(M)]
 
         # ------------------------------------------------------------ pipeline
         s1_valid = Signal(M)
@@ -351,7 +393,7 @@ class PE(wiring.Component):
         total = acc + sum(s2_p)
         with m.If(advance):
             m.d.sync += [
-                s1_valid.eq(Cat(*[nsel > k for k in range(M)])),
+                s1_valid.eq(sel_gt),
                 s1_close.eq(close), s1_err.eq(chunk_err),
                 s2_close.eq(s1_close), s2_err.eq(s1_err), s2_any.eq(s1_valid.any() | s1_close),
             ]
@@ -386,8 +428,8 @@ class PE(wiring.Component):
         # ------------------------------------------------------------ counters
         busy = (in_v | pc_v | up_v | cp_v | v0 | s1_valid.any() | s1_close | s2_any | s2_close
                 | self.o.valid)
-        empty = ((consumed0 & (w0.cnt == 0)).as_unsigned()
-                 + (consumed1 & (w1.cnt == 0)).as_unsigned())
+        empty = ((consumed0 & c0.cle[0]).as_unsigned()
+                 + (consumed1 & c1.cle[0]).as_unsigned())
         # the increments are registered first (the counters run one cycle behind)
         inc_busy = Signal()
         inc_macs = Signal(range(M + 1))
