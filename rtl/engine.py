@@ -70,8 +70,9 @@ class Engine(wiring.Component):
     Members
     -------
     host : Out(HostSignature())
-        Word bus: a write takes effect in its cycle; a read returns ``rdata`` with
-        ``rvalid`` one cycle later.
+        Word bus, registered on entry: a write takes effect one cycle after its cycle; a
+        read returns ``rdata`` with ``rvalid`` two cycles after ``re``. Writes and reads
+        keep their order.
     busy, done : Out(1)
         Mirrors of STATUS bits 0 and 1.
     """
@@ -126,13 +127,18 @@ class Engine(wiring.Component):
         done = Signal()
         error = Signal(4)
         cycles = Signal(32)
-        m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
         # ------------------------------------------------------------ host writes
-        region = host.addr[24:32]
-        offset = host.addr[0:24]
-        entry = host.addr[3:24]
-        wsel = host.addr[0:3]
+        # the host bus is registered on entry (Fmax: every decode path starts at the
+        # engine's own flip-flops); writes and reads keep their order, one cycle later
+        hb_addr, hb_wdata = Signal(32), Signal(32)
+        hb_we, hb_re = Signal(), Signal()
+        m.d.sync += [hb_addr.eq(host.addr), hb_wdata.eq(host.wdata), hb_we.eq(host.we),
+                     hb_re.eq(host.re)]
+        region = hb_addr[24:32]
+        offset = hb_addr[0:24]
+        entry = hb_addr[3:24]
+        wsel = hb_addr[0:3]
         staging = Signal(CW)
         commit = Signal()
         chunk_word = Signal(CW)
@@ -140,21 +146,24 @@ class Engine(wiring.Component):
         for w in range(NW):
             with m.If(wsel == w):
                 lo, hi = 32 * w, min(32 * w + 32, CW)
-                m.d.comb += chunk_word[lo:hi].eq(host.wdata[0:hi - lo])
+                m.d.comb += chunk_word[lo:hi].eq(hb_wdata[0:hi - lo])
         start = Signal()
         enc_start = Signal()
-        with m.If(host.we):
+        with m.If(hb_we):
             with m.If(region == REGION["CSR"]):
                 for name in DESC:
                     with m.If(offset == REG[name]):
-                        m.d.sync += d[name].eq(host.wdata)
-                with m.If((offset == REG["CTRL"]) & host.wdata[0] & ~busy):
+                        m.d.sync += d[name].eq(hb_wdata)
+                with m.If((offset == REG["CTRL"]) & hb_wdata[0] & ~busy):
                     m.d.comb += start.eq(1)
-                with m.Elif((offset == REG["CTRL"]) & host.wdata[1] & ~busy):
+                with m.Elif((offset == REG["CTRL"]) & hb_wdata[1] & ~busy):
                     m.d.comb += enc_start.eq(1)
             with m.Elif(~busy):
                 m.d.sync += staging.eq(chunk_word)
                 m.d.comb += commit.eq(wsel == NW - 1)
+        # `busy` rises with a registered start (the cycle after the host's write), so a
+        # host polling it right after writing CTRL never sees a stale idle
+        m.d.comb += [self.busy.eq(busy | start | enc_start), self.done.eq(done)]
         enc_act_addr = Signal(32)
         enc_act_data = Signal(CW)
         enc_act_en = Signal()
@@ -162,12 +171,12 @@ class Engine(wiring.Component):
             act_w.addr.eq(Mux(enc_act_en, enc_act_addr, entry)),
             act_w.data.eq(Mux(enc_act_en, enc_act_data, chunk_word)),
             act_w.en.eq(enc_act_en | (commit & (region == REGION["ACT"]))),
-            kmap_w.addr.eq(offset), kmap_w.data.eq(host.wdata),
-            kmap_w.en.eq(host.we & ~busy & (region == REGION["KMAP"])),
-            mult_w.addr.eq(offset), mult_w.data.eq(host.wdata[0:16]),
-            mult_w.en.eq(host.we & ~busy & (region == REGION["MULT"])),
-            shift_w.addr.eq(offset), shift_w.data.eq(host.wdata[0:6]),
-            shift_w.en.eq(host.we & ~busy & (region == REGION["SHIFT"])),
+            kmap_w.addr.eq(offset), kmap_w.data.eq(hb_wdata),
+            kmap_w.en.eq(hb_we & ~busy & (region == REGION["KMAP"])),
+            mult_w.addr.eq(offset), mult_w.data.eq(hb_wdata[0:16]),
+            mult_w.en.eq(hb_we & ~busy & (region == REGION["MULT"])),
+            shift_w.addr.eq(offset), shift_w.data.eq(hb_wdata[0:6]),
+            shift_w.en.eq(hb_we & ~busy & (region == REGION["SHIFT"])),
         ]
         for p in range(P):
             m.d.comb += [wgt_w[p].addr.eq(entry), wgt_w[p].data.eq(chunk_word),
@@ -278,12 +287,19 @@ class Engine(wiring.Component):
         s1_valid = Signal()
         s1_waddr = Signal(wb)
         s1_last = Signal()
+        # stage s2: the activation chunk registered out of the block RAM before it fans out
+        # to the P queues (a block RAM's output routed across the array to the queues'
+        # distributed RAM does not fit a 10 ns cycle)
+        s2_valid = Signal()
+        s2_a = Signal(CW)
+        s2_waddr = Signal(wb)
+        s2_last = Signal()
         push_ok = Cat(*[q.w_rdy for q in queues]).all()
-        advance = ~s1_valid | push_ok
+        advance = ~s2_valid | push_ok
         m.d.comb += [act_r.addr.eq(c_aaddr), act_r.en.eq(advance)]
         for q in queues:
-            m.d.comb += [q.w_en.eq(s1_valid & push_ok),
-                         q.w_data.eq(Cat(act_r.data, s1_waddr, s1_last))]
+            m.d.comb += [q.w_en.eq(s2_valid & push_ok),
+                         q.w_data.eq(Cat(s2_a, s2_waddr, s2_last))]
         nch_a, nch_w = nch[:aa_bits], nch[:wb]
         with m.If(advance):
             m.d.sync += [
@@ -299,6 +315,8 @@ class Engine(wiring.Component):
                 c2_v.eq(c_v), c_aaddr.eq(c_ap + c_c), c_waddr.eq(c_wp + c_c),
                 c2_last.eq(c_last),
                 s1_valid.eq(c2_v), s1_waddr.eq(c_waddr), s1_last.eq(c2_last),
+                s2_valid.eq(s1_valid), s2_a.eq(act_r.data), s2_waddr.eq(s1_waddr),
+                s2_last.eq(s1_last),
             ]
             with m.If(seq_on):
                 with m.If(~last_c):
@@ -679,7 +697,7 @@ class Engine(wiring.Component):
         m.d.comb += csr.eq(Mux(high_zero, csr_or, 0))
         rd_region = Signal(8)
         m.d.comb += out_r.addr.eq(Mux(enc_on, e_rd[0:oa_bits], offset[0:oa_bits]))
-        m.d.sync += [host.rvalid.eq(host.re), rd_region.eq(region)]
+        m.d.sync += [host.rvalid.eq(hb_re), rd_region.eq(region)]
         csr_q = Signal(32)
         m.d.sync += csr_q.eq(csr)
         m.d.comb += host.rdata.eq(Mux(rd_region == REGION["OUT"], out_r.data, csr_q))

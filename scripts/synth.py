@@ -131,8 +131,9 @@ def _pe_multipliers(netlist: Path) -> int | None:
 
 
 def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
-          clock_mhz: float = 100.0) -> dict:
-    """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream."""
+          clock_mhz: float = 100.0, nextpnr_opts: str = "") -> dict:
+    """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream.
+    ``nextpnr_opts`` are passed on to nextpnr (e.g. ``--seed 2``)."""
     plat = _platform(board, clock_mhz)
     build_dir = Path(build_dir).resolve()
     name = "top"
@@ -142,7 +143,7 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     try:
         # a missed clock target still yields a bitstream and a report (timing_met: false)
         plat.build(BoardTop(cfg), name=name, build_dir=str(build_dir), do_program=False,
-                   nextpnr_opts="--timing-allow-fail")
+                   nextpnr_opts=" ".join(["--timing-allow-fail", nextpnr_opts]).strip())
     except Exception as e:  # the toolchain raises with its whole log; keep the message short
         logs = sorted(build_dir.glob("*.log")) or [build_dir]
         first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__

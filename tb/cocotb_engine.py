@@ -40,6 +40,7 @@ class Host:
         d.host__re.value = 1
         await FallingEdge(d.clk)
         d.host__re.value = 0
+        await FallingEdge(d.clk)          # the bus is registered on entry: rvalid after 2
         await ReadOnly()
         assert int(d.host__rvalid.value) == 1
         v = int(d.host__rdata.value)
@@ -47,17 +48,18 @@ class Host:
         return v
 
     async def read_many(self, addrs: list[int]) -> list[int]:
-        """Back-to-back reads, one issued per cycle."""
+        """Back-to-back reads, one issued per cycle (data two cycles after each)."""
         d = self.dut
         out = []
-        for i, a in enumerate(addrs + [None]):
+        for i, a in enumerate(addrs + [None, None]):
             if a is not None:
                 d.host__addr.value = a
                 d.host__re.value = 1
             else:
                 d.host__re.value = 0
             await ReadOnly()
-            if i > 0:
+            if i > 1:
+                assert int(d.host__rvalid.value) == 1
                 out.append(int(d.host__rdata.value))
             await FallingEdge(d.clk)
         return out

@@ -34,6 +34,8 @@ def run_engine_amaranth(cfg: Config, run: dict, vcd: str | None = None,
             ctx.set(h.re, 1)
             await ctx.tick()
             ctx.set(h.re, 0)
+            await ctx.tick()              # the bus is registered on entry: rvalid after 2
+            assert ctx.get(h.rvalid)
             v = ctx.get(h.rdata)
             return v
 
