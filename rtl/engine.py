@@ -135,52 +135,64 @@ class Engine(wiring.Component):
         hb_we, hb_re = Signal(), Signal()
         m.d.sync += [hb_addr.eq(host.addr), hb_wdata.eq(host.wdata), hb_we.eq(host.we),
                      hb_re.eq(host.re)]
+        # ... with the address decoded on the way in: one flag per CSR and per region
+        hb_reg = {n: Signal(name=f"hb_reg_{n.lower()}") for n in DESC + ("CTRL",)}
+        regions = {"CSR": REGION["CSR"], "ACT": REGION["ACT"], "KMAP": REGION["KMAP"],
+                   "MULT": REGION["MULT"], "SHIFT": REGION["SHIFT"]}
+        regions.update({f"WGT{p}": REGION["WGT"] + p for p in range(P)})
+        hb_rg = {n: Signal(name=f"hb_rg_{n.lower()}") for n in regions}
+        hb_lastw = Signal()               # the last word of a chunk
+        hb_wsel = Signal(NW)              # one-hot word of a chunk
+        m.d.sync += [hb_reg[n].eq(host.addr == REG[n]) for n in hb_reg]
+        m.d.sync += [hb_rg[n].eq(host.addr[24:32] == v) for n, v in regions.items()]
+        m.d.sync += [hb_lastw.eq(host.addr[0:3] == NW - 1)]
+        m.d.sync += [hb_wsel[w].eq(host.addr[0:3] == w) for w in range(NW)]
         region = hb_addr[24:32]
         offset = hb_addr[0:24]
         entry = hb_addr[3:24]
-        wsel = hb_addr[0:3]
         staging = Signal(CW)
         commit = Signal()
         chunk_word = Signal(CW)
         m.d.comb += chunk_word.eq(staging)
         for w in range(NW):
-            with m.If(wsel == w):
+            with m.If(hb_wsel[w]):
                 lo, hi = 32 * w, min(32 * w + 32, CW)
                 m.d.comb += chunk_word[lo:hi].eq(hb_wdata[0:hi - lo])
         start = Signal()
         enc_start = Signal()
         with m.If(hb_we):
-            with m.If(region == REGION["CSR"]):
-                for name in DESC:
-                    with m.If(offset == REG[name]):
-                        m.d.sync += d[name].eq(hb_wdata)
-                with m.If((offset == REG["CTRL"]) & hb_wdata[0] & ~busy):
-                    m.d.comb += start.eq(1)
-                with m.Elif((offset == REG["CTRL"]) & hb_wdata[1] & ~busy):
-                    m.d.comb += enc_start.eq(1)
-            with m.Elif(~busy):
+            for name in DESC:
+                with m.If(hb_reg[name]):
+                    m.d.sync += d[name].eq(hb_wdata)
+            with m.If(hb_reg["CTRL"] & hb_wdata[0] & ~busy):
+                m.d.comb += start.eq(1)
+            with m.Elif(hb_reg["CTRL"] & hb_wdata[1] & ~busy):
+                m.d.comb += enc_start.eq(1)
+            with m.If(~hb_rg["CSR"] & ~busy):
                 m.d.sync += staging.eq(chunk_word)
-                m.d.comb += commit.eq(wsel == NW - 1)
+                m.d.comb += commit.eq(hb_lastw)
         # `busy` rises with a registered start (the cycle after the host's write), so a
         # host polling it right after writing CTRL never sees a stale idle
         m.d.comb += [self.busy.eq(busy | start | enc_start), self.done.eq(done)]
+        # the encoder's chunk writes come from registers (enc_act_*)
         enc_act_addr = Signal(32)
         enc_act_data = Signal(CW)
         enc_act_en = Signal()
+        host_wr = hb_we & ~busy
         m.d.comb += [
             act_w.addr.eq(Mux(enc_act_en, enc_act_addr, entry)),
             act_w.data.eq(Mux(enc_act_en, enc_act_data, chunk_word)),
-            act_w.en.eq(enc_act_en | (commit & (region == REGION["ACT"]))),
+            act_w.en.eq(enc_act_en | (commit & hb_rg["ACT"])),
             kmap_w.addr.eq(offset), kmap_w.data.eq(hb_wdata),
-            kmap_w.en.eq(hb_we & ~busy & (region == REGION["KMAP"])),
+            kmap_w.en.eq(host_wr & hb_rg["KMAP"]),
             mult_w.addr.eq(offset), mult_w.data.eq(hb_wdata[0:16]),
-            mult_w.en.eq(hb_we & ~busy & (region == REGION["MULT"])),
+            mult_w.en.eq(host_wr & hb_rg["MULT"]),
             shift_w.addr.eq(offset), shift_w.data.eq(hb_wdata[0:6]),
-            shift_w.en.eq(hb_we & ~busy & (region == REGION["SHIFT"])),
+            shift_w.en.eq(host_wr & hb_rg["SHIFT"]),
         ]
         for p in range(P):
             m.d.comb += [wgt_w[p].addr.eq(entry), wgt_w[p].data.eq(chunk_word),
-                         wgt_w[p].en.eq(commit & (region == REGION["WGT"] + p))]
+                         wgt_w[p].en.eq(commit & hb_rg[f"WGT{p}"])]
 
         # ------------------------------------------------------------ PEs and feeders
         pes = []
@@ -607,15 +619,16 @@ class Engine(wiring.Component):
         for ln in range(J):
             with m.If(nz & (e_cnt == ln)):
                 m.d.comb += new_vals[ln].eq(val)
+        m.d.sync += enc_act_en.eq(0)
         with m.If(rq_v):
             with m.If(rq_end):
-                m.d.comb += [enc_act_en.eq(e_addr < cfg.act_mem_chunks),
+                m.d.sync += [enc_act_en.eq(e_addr < cfg.act_mem_chunks),
                              enc_act_addr.eq(e_addr), enc_act_data.eq(Cat(new_mask, new_vals))]
                 m.d.sync += [e_addr.eq(e_addr + 1), e_mask.eq(0), e_vals.eq(0), e_cnt.eq(0)]
             with m.Else():
                 m.d.sync += [e_mask.eq(new_mask), e_vals.eq(new_vals), e_cnt.eq(e_cnt + nz)]
         m.d.comb += [enc_overflow.eq(rq_v & rq_end & (e_addr >= cfg.act_mem_chunks)),
-                     enc_finished.eq(~enc_on & ~q_v & ~rq_v)]
+                     enc_finished.eq(~enc_on & ~q_v & ~rq_v & ~enc_act_en)]
 
         m.d.sync += pe_clear.eq(0)     # registered: a comb FSM output would start out X
         settle = Signal(3)
