@@ -138,7 +138,7 @@ class Engine(wiring.Component):
         # ... with the address decoded on the way in: one flag per CSR and per region
         hb_reg = {n: Signal(name=f"hb_reg_{n.lower()}") for n in DESC + ("CTRL",)}
         regions = {"CSR": REGION["CSR"], "ACT": REGION["ACT"], "KMAP": REGION["KMAP"],
-                   "MULT": REGION["MULT"], "SHIFT": REGION["SHIFT"]}
+                   "MULT": REGION["MULT"], "SHIFT": REGION["SHIFT"], "OUT": REGION["OUT"]}
         regions.update({f"WGT{p}": REGION["WGT"] + p for p in range(P)})
         hb_rg = {n: Signal(name=f"hb_rg_{n.lower()}") for n in regions}
         hb_lastw = Signal()               # the last word of a chunk
@@ -147,7 +147,6 @@ class Engine(wiring.Component):
         m.d.sync += [hb_rg[n].eq(host.addr[24:32] == v) for n, v in regions.items()]
         m.d.sync += [hb_lastw.eq(host.addr[0:3] == NW - 1)]
         m.d.sync += [hb_wsel[w].eq(host.addr[0:3] == w) for w in range(NW)]
-        region = hb_addr[24:32]
         offset = hb_addr[0:24]
         entry = hb_addr[3:24]
         staging = Signal(CW)
@@ -605,13 +604,13 @@ class Engine(wiring.Component):
         with m.Else():
             m.d.sync += q_v.eq(0)
         # the read issued last cycle is in out_r.data now: registered first (stage RQ)
-        rq_v, rq_nz, rq_end = Signal(), Signal(), Signal()
+        rq_v, rq_nz, rq_end = Signal(), Signal(), Signal()    # rq_nz: a channel below K
         rq_lane = Signal(range(J))
         val = Signal(8)
-        m.d.sync += [rq_v.eq(q_v & ~enc_go), rq_nz.eq(q_valid & (out_r.data[0:8] != 0)),
+        m.d.sync += [rq_v.eq(q_v & ~enc_go), rq_nz.eq(q_valid),
                      rq_end.eq(q_end), rq_lane.eq(q_lane), val.eq(out_r.data[0:8])]
         # data stage
-        nz = rq_v & rq_nz
+        nz = rq_v & rq_nz & (val != 0)   # the block RAM's output goes straight to `val`
         new_mask = Signal(J)
         new_vals = Signal(data.ArrayLayout(8, J))
         m.d.comb += [new_mask.eq(e_mask | Mux(nz, Const(1, J) << rq_lane, 0)),
@@ -708,10 +707,10 @@ class Engine(wiring.Component):
         for a, v in entries:
             csr_or = csr_or | Mux(low == a, v, 0)
         m.d.comb += csr.eq(Mux(high_zero, csr_or, 0))
-        rd_region = Signal(8)
+        rd_out = Signal()                 # the read is of the output memory
         m.d.comb += out_r.addr.eq(Mux(enc_on, e_rd[0:oa_bits], offset[0:oa_bits]))
-        m.d.sync += [host.rvalid.eq(hb_re), rd_region.eq(region)]
+        m.d.sync += [host.rvalid.eq(hb_re), rd_out.eq(hb_rg["OUT"])]
         csr_q = Signal(32)
         m.d.sync += csr_q.eq(csr)
-        m.d.comb += host.rdata.eq(Mux(rd_region == REGION["OUT"], out_r.data, csr_q))
+        m.d.comb += host.rdata.eq(Mux(rd_out, out_r.data, csr_q))
         return m
