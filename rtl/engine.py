@@ -24,6 +24,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sim.config import Config
+from .mem import BankedMemory
 from .pe import PE
 
 __all__ = ["Engine", "EngineError", "HostSignature", "REG", "REGION"]
@@ -98,9 +99,10 @@ class Engine(wiring.Component):
         host = self.host
 
         # ------------------------------------------------------------ memories
-        m.submodules.act_mem = act_mem = Memory(shape=CW, depth=cfg.act_mem_chunks, init=[])
-        act_w = act_mem.write_port()
-        act_r = act_mem.read_port(domain="sync")
+        # the activation and output memories are banked with a registered read
+        # (rtl/mem.py): a word is selected after the bank registers, not straight out of
+        # the block RAMs
+        m.submodules.act_mem = act_mem = BankedMemory(CW, cfg.act_mem_chunks)
         wgt_w, wgt_r = [], []
         for p in range(P):
             mem = Memory(shape=CW, depth=cfg.wgt_mem_chunks, init=[])
@@ -117,9 +119,7 @@ class Engine(wiring.Component):
         m.submodules.shift_mem = shift_mem = Memory(shape=6, depth=cfg.max_filters, init=[])
         shift_w = shift_mem.write_port()
         shift_r = shift_mem.read_port(domain="sync")
-        m.submodules.out_mem = out_mem = Memory(shape=32, depth=cfg.out_mem_words, init=[])
-        out_w = out_mem.write_port()
-        out_r = out_mem.read_port(domain="sync")
+        m.submodules.out_mem = out_mem = BankedMemory(32, cfg.out_mem_words)
 
         # ------------------------------------------------------------ CSRs
         d = {n: Signal(32, name=f"d_{n.lower()}") for n in DESC}
@@ -179,9 +179,9 @@ class Engine(wiring.Component):
         enc_act_en = Signal()
         host_wr = hb_we & ~busy
         m.d.comb += [
-            act_w.addr.eq(Mux(enc_act_en, enc_act_addr, entry)),
-            act_w.data.eq(Mux(enc_act_en, enc_act_data, chunk_word)),
-            act_w.en.eq(enc_act_en | (commit & hb_rg["ACT"])),
+            act_mem.w_addr.eq(Mux(enc_act_en, enc_act_addr, entry)),
+            act_mem.w_data.eq(Mux(enc_act_en, enc_act_data, chunk_word)),
+            act_mem.w_en.eq(enc_act_en | (commit & hb_rg["ACT"])),
             kmap_w.addr.eq(offset), kmap_w.data.eq(hb_wdata),
             kmap_w.en.eq(host_wr & hb_rg["KMAP"]),
             mult_w.addr.eq(offset), mult_w.data.eq(hb_wdata[0:16]),
@@ -302,15 +302,16 @@ class Engine(wiring.Component):
         # to the P queues (a block RAM's output routed across the array to the queues'
         # distributed RAM does not fit a 10 ns cycle)
         s2_valid = Signal()
-        s2_a = Signal(CW)
         s2_waddr = Signal(wb)
         s2_last = Signal()
         push_ok = Cat(*[q.w_rdy for q in queues]).all()
         advance = ~s2_valid | push_ok
-        m.d.comb += [act_r.addr.eq(c_aaddr), act_r.en.eq(advance)]
+        # the chunk's address is taken with s1, the bank registers load with s2
+        m.d.comb += [act_mem.r_addr.eq(c_aaddr), act_mem.r_en.eq(advance),
+                     act_mem.r_en2.eq(advance)]
         for q in queues:
             m.d.comb += [q.w_en.eq(s2_valid & push_ok),
-                         q.w_data.eq(Cat(s2_a, s2_waddr, s2_last))]
+                         q.w_data.eq(Cat(act_mem.r_data, s2_waddr, s2_last))]
         nch_a, nch_w = nch[:aa_bits], nch[:wb]
         with m.If(advance):
             m.d.sync += [
@@ -326,7 +327,7 @@ class Engine(wiring.Component):
                 c2_v.eq(c_v), c_aaddr.eq(c_ap + c_c), c_waddr.eq(c_wp + c_c),
                 c2_last.eq(c_last),
                 s1_valid.eq(c2_v), s1_waddr.eq(c_waddr), s1_last.eq(c2_last),
-                s2_valid.eq(s1_valid), s2_a.eq(act_r.data), s2_waddr.eq(s1_waddr),
+                s2_valid.eq(s1_valid), s2_waddr.eq(s1_waddr),
                 s2_last.eq(s1_last),
             ]
             with m.If(seq_on):
@@ -496,8 +497,8 @@ class Engine(wiring.Component):
         y8 = Mux(y_r > 127, 127, Mux(y_r < -128, -128, y_r))
         m.d.sync += [h_valid.eq(g_valid), h_keep.eq(g_keep), h_addr.eq(g_addr),
                      h_data.eq(Mux(d["MODE"][0], g_acc, y8.as_unsigned()[0:8].as_signed()))]
-        m.d.comb += [out_w.addr.eq(h_addr), out_w.data.eq(h_data),
-                     out_w.en.eq(h_valid & h_keep)]
+        m.d.comb += [out_mem.w_addr.eq(h_addr), out_mem.w_data.eq(h_data),
+                     out_mem.w_en.eq(h_valid & h_keep)]
         with m.If(h_valid):
             m.d.sync += results.eq(results + 1)
 
@@ -603,14 +604,19 @@ class Engine(wiring.Component):
                 m.d.sync += [e_ch.eq(e_ch + 1), e_rd.eq(e_rd + e_npix)]
         with m.Else():
             m.d.sync += q_v.eq(0)
-        # the read issued last cycle is in out_r.data now: registered first (stage RQ)
-        rq_v, rq_nz, rq_end = Signal(), Signal(), Signal()    # rq_nz: a channel below K
+        # the read issued by stage Q passes the output memory's bank registers (stage
+        # RB) and is registered once more after the bank select (stage RQ)
+        rb_v, rb_nz, rb_end = Signal(), Signal(), Signal()    # rb_nz: a channel below K
+        rb_lane = Signal(range(J))
+        rq_v, rq_nz, rq_end = Signal(), Signal(), Signal()
         rq_lane = Signal(range(J))
         val = Signal(8)
-        m.d.sync += [rq_v.eq(q_v & ~enc_go), rq_nz.eq(q_valid),
-                     rq_end.eq(q_end), rq_lane.eq(q_lane), val.eq(out_r.data[0:8])]
+        m.d.sync += [rb_v.eq(q_v & ~enc_go), rb_nz.eq(q_valid), rb_end.eq(q_end),
+                     rb_lane.eq(q_lane),
+                     rq_v.eq(rb_v & ~enc_go), rq_nz.eq(rb_nz), rq_end.eq(rb_end),
+                     rq_lane.eq(rb_lane), val.eq(out_mem.r_data[0:8])]
         # data stage
-        nz = rq_v & rq_nz & (val != 0)   # the block RAM's output goes straight to `val`
+        nz = rq_v & rq_nz & (val != 0)
         new_mask = Signal(J)
         new_vals = Signal(data.ArrayLayout(8, J))
         m.d.comb += [new_mask.eq(e_mask | Mux(nz, Const(1, J) << rq_lane, 0)),
@@ -627,7 +633,7 @@ class Engine(wiring.Component):
             with m.Else():
                 m.d.sync += [e_mask.eq(new_mask), e_vals.eq(new_vals), e_cnt.eq(e_cnt + nz)]
         m.d.comb += [enc_overflow.eq(rq_v & rq_end & (e_addr >= cfg.act_mem_chunks)),
-                     enc_finished.eq(~enc_on & ~q_v & ~rq_v & ~enc_act_en)]
+                     enc_finished.eq(~enc_on & ~q_v & ~rb_v & ~rq_v & ~enc_act_en)]
 
         m.d.sync += pe_clear.eq(0)     # registered: a comb FSM output would start out X
         settle = Signal(3)
@@ -708,9 +714,12 @@ class Engine(wiring.Component):
             csr_or = csr_or | Mux(low == a, v, 0)
         m.d.comb += csr.eq(Mux(high_zero, csr_or, 0))
         rd_out = Signal()                 # the read is of the output memory
-        m.d.comb += out_r.addr.eq(Mux(enc_on, e_rd[0:oa_bits], offset[0:oa_bits]))
+        # a host read's address goes to the output memory in its own cycle (not through
+        # the bus register): the bank registers then keep rvalid two cycles after re
+        m.d.comb += [out_mem.r_addr.eq(Mux(enc_on, e_rd[0:oa_bits], host.addr[0:oa_bits])),
+                     out_mem.r_en.eq(1), out_mem.r_en2.eq(1)]
         m.d.sync += [host.rvalid.eq(hb_re), rd_out.eq(hb_rg["OUT"])]
         csr_q = Signal(32)
         m.d.sync += csr_q.eq(csr)
-        m.d.comb += host.rdata.eq(Mux(rd_out, out_r.data, csr_q))
+        m.d.comb += host.rdata.eq(Mux(rd_out, out_mem.r_data, csr_q))
         return m
