@@ -384,6 +384,15 @@ class Engine(wiring.Component):
         # one-hot grant: rr marks the PE served last, the PEs after it come first; each
         # grant bit is a function of the valid bits and rr only (two LUT levels), and the
         # selected values are an AND-OR of the grants
+        # Each PE's results first enter a two-entry buffer beside the collector whose
+        # `ready` to the PE is a register (fewer than two entries next cycle): no path
+        # runs from one PE's output through the grant and back into a PE in one cycle.
+        acc_w = cfg.acc_width
+        cb_head = [Signal(signed(acc_w), name=f"cb_head{p}") for p in range(P)]
+        cb_next = [Signal(signed(acc_w), name=f"cb_next{p}") for p in range(P)]
+        cb_n = [Signal(range(3), name=f"cb_n{p}") for p in range(P)]
+        cb_ne = [Signal(name=f"cb_ne{p}") for p in range(P)]           # cb_n != 0
+        cb_rdy = [Signal(init=1, name=f"cb_rdy{p}") for p in range(P)]  # cb_n < 2 now
         rr = Signal(P, init=1)
         grant = Signal(P)
         terms = []
@@ -392,37 +401,55 @@ class Engine(wiring.Component):
             for base in range(P):
                 dist = (p - base) % P or P
                 earlier = [(base + o) % P for o in range(1, dist)]
-                blocked = Cat(*[pes[q].o.valid for q in earlier]).any() if earlier else 0
+                blocked = Cat(*[cb_ne[q] for q in earlier]).any() if earlier else 0
                 cases.append(rr[base] & ~blocked)
-            terms.append(pes[p].o.valid & Cat(*cases).any())
+            terms.append(cb_ne[p] & Cat(*cases).any())
         m.d.comb += grant.eq(Cat(*terms))
         got = grant.any()
         with m.If(got):
             m.d.sync += rr.eq(grant)
+        for p in range(P):
+            push = pes[p].o.valid & cb_rdy[p]
+            pop = grant[p]
+            n_next = cb_n[p] + push - pop
+            m.d.comb += pes[p].o.ready.eq(cb_rdy[p])
+            m.d.sync += [cb_n[p].eq(n_next), cb_ne[p].eq(n_next != 0),
+                         cb_rdy[p].eq(n_next < 2)]
+            val_in = pes[p].o.payload.value
+            with m.If(pop):
+                m.d.sync += cb_head[p].eq(Mux(cb_n[p] == 2, cb_next[p], val_in))
+            with m.Elif(push & (cb_n[p] == 0)):
+                m.d.sync += cb_head[p].eq(val_in)
+            with m.If(push & (cb_n[p] - pop == 1)):
+                m.d.sync += cb_next[p].eq(val_in)
 
-        def by_sel(values):
+        def by_sel(values, sel=grant):
             out = 0
             for p in range(P):
-                out = out | Mux(grant[p], values[p], 0)
+                out = out | Mux(sel[p], values[p], 0)
             return out
 
+        # stage W: the granted result and the grant; stage X: its filter slot and pixel
+        # from the per-PE counters, which move on the registered grant
+        w_valid = Signal()
+        w_acc = Signal(signed(acc_w))
+        w_grant = Signal(P)
+        m.d.sync += [w_valid.eq(got), w_acc.eq(by_sel(cb_head)), w_grant.eq(grant)]
         res_jl = [Signal(name=f"res_jl{p}") for p in range(P)]    # res_j == F - 1
         for p in range(P):
-            m.d.comb += pes[p].o.ready.eq(grant[p])
-            with m.If(grant[p]):
+            with m.If(w_grant[p]):
                 with m.If(res_jl[p]):
                     m.d.sync += [res_j[p].eq(0), res_jl[p].eq(k_f1),
                                  res_pix[p].eq(res_pix[p] + 1)]
                 with m.Else():
                     m.d.sync += [res_j[p].eq(res_j[p] + 1), res_jl[p].eq(res_j[p] + 2 == F)]
-        acc_w = cfg.acc_width
         x_valid = Signal()
         x_acc = Signal(signed(acc_w))
         x_slot = Signal(range(P * FM))
         x_pix = Signal(oa_bits)
-        m.d.sync += [x_valid.eq(got), x_acc.eq(by_sel([pe.o.payload.value for pe in pes])),
-                     x_slot.eq(by_sel([p * FM + res_j[p] for p in range(P)])),
-                     x_pix.eq(by_sel(res_pix))]
+        m.d.sync += [x_valid.eq(w_valid), x_acc.eq(w_acc),
+                     x_slot.eq(by_sel([p * FM + res_j[p] for p in range(P)], w_grant)),
+                     x_pix.eq(by_sel(res_pix, w_grant))]
         m.d.comb += [kmap_r.addr.eq(x_slot), kmap_r.en.eq(1)]
         y_valid, y_acc, y_pix = Signal(), Signal(signed(acc_w)), Signal(oa_bits)
         m.d.sync += [y_valid.eq(x_valid), y_acc.eq(x_acc), y_pix.eq(x_pix)]

@@ -27,14 +27,14 @@ from .pe_model import PE_STAGES
 __all__ = ["engine_steps", "engine_cycles", "ENGINE_LATENCY"]
 
 # start-up (CHECK, first read) and the output stages up to the done cycle
-ENGINE_LATENCY = 26
+ENGINE_LATENCY = 28
 # from a PE's last select of an accumulation to its result in the output register
 PE_TO_OUT = 0
 # from a step's broadcast to the earliest cycle a PE can finish it: the PE's input,
 # count, unpack and compress registers come before its queue
 ARRIVE = 1 + PE_STAGES
 # result slots at a PE's output: it stalls while this many results wait to be collected
-OUT_SLOTS = 2
+OUT_SLOTS = 4
 
 _POP16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.int32)
 
