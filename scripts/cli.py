@@ -309,7 +309,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
           f" for {args.board}, timed at {args.mhz:g} MHz; this takes several minutes ...",
           flush=True)
     try:
-        res = synth(args.board, cfg, args.build_dir, args.mhz)
+        res = synth(args.board, cfg, args.build_dir, args.mhz,
+                    nextpnr_opts=f"--seed {args.seed}" if args.seed is not None else "")
     except SynthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 4
@@ -432,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--board", choices=["ulx3s-85f", "icebreaker"], default="ulx3s-85f")
     y.add_argument("--mhz", type=float, default=100.0, help="clock constraint (MHz)")
     y.add_argument("--build-dir", default="build/synth")
+    y.add_argument("--seed", type=int, help="nextpnr placement seed (default: nextpnr's own)")
     y.add_argument("--json", help="write fmax_mhz, luts, ffs, multipliers, brams, bitstream")
     _add_config(y)
     y.set_defaults(func=cmd_synth)

@@ -159,7 +159,7 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
         res["multipliers"] = pe_mults
     res["multipliers_config"] = cfg.pes * cfg.multipliers
     res.update(board=board, bitstream=str(bit) if bit else None, seconds=time.time() - t0,
-               config=cfg.to_dict(), target_mhz=clock_mhz,
+               config=cfg.to_dict(), target_mhz=clock_mhz, nextpnr_opts=nextpnr_opts,
                timing_met=res["fmax_mhz"] is not None and res["fmax_mhz"] >= clock_mhz)
     (build_dir / "report.json").write_text(json.dumps(res, indent=1))
     return res
