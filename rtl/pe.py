@@ -37,6 +37,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sim.config import Config
+from ..sim.pe_model import PE_STAGES
 from .decoder import chunk_layout
 
 __all__ = ["PE", "PEError", "result_layout"]
@@ -126,12 +127,12 @@ class PE(wiring.Component):
         AW = cfg.acc_width
         EL = _entry_layout(J, M)
 
-        def prefix_counts(bits, width, name):
-            """Signals pc[i] = number of set bits below i, by a Sklansky parallel prefix:
-            log2(width) adder levels instead of a ripple of width adders (Fmax)."""
-            cur = [bits[i] for i in range(width)]
-            lvl = 0
-            while (1 << lvl) < width:
+        def prefix_levels(cur, width, name, lvl, upto):
+            """Levels ``lvl`` .. ``upto - 1`` of a Sklansky parallel prefix count over
+            ``cur`` (log2(width) adder levels in all instead of a ripple of width adders);
+            returns the partial sums after them."""
+            cur = list(cur)
+            while (1 << lvl) < width and lvl < upto:
                 nxt = []
                 for i in range(width):
                     if i >> lvl & 1:
@@ -143,6 +144,10 @@ class PE(wiring.Component):
                         nxt.append(cur[i])
                 cur = nxt
                 lvl += 1
+            return cur
+
+        def prefix_finish(cur, width, name):
+            """Signals pc[i] = number of set bits below i from the complete prefix."""
             pc = [Signal(range(width + 1), name=f"{name}{i}") for i in range(width + 1)]
             m.d.comb += pc[0].eq(0)
             for i in range(width):
@@ -172,12 +177,12 @@ class PE(wiring.Component):
         cp_v = Signal()
         cp = Signal(EL)
         # The stages never stall: a pair is taken only while the queue, the window and the
-        # stages hold fewer than D + 4 pairs (occ, a register), and the queue has room for
-        # D + 4. This takes pairs exactly when a queue of D behind four stalling registers
+        # stages hold fewer than D + 5 pairs (occ, a register), and the queue has room for
+        # D + 5. This takes pairs exactly when a queue of D behind five stalling registers
         # would, with no ready chain and no enable fanning out to the stage registers.
-        QC = D + 4
+        QC = D + PE_STAGES
         count = Signal(range(QC + 1))     # pairs in the queue (window included)
-        occ = Signal(range(QC + 1))       # ... plus the pairs in the four stages
+        occ = Signal(range(QC + 1))       # ... plus the pairs in the five stages
         in_free = occ < QC
 
         drop_w = Signal()                 # resync: discard weight chunks up to 'last'
@@ -221,12 +226,30 @@ class PE(wiring.Component):
         pcw = [Signal(range(J + 1), name=f"pcw{i}") for i in range(J)]
         pca = [Signal(range(J + 1), name=f"pca{i}") for i in range(J)]
         pc_rank = [Signal(range(J + 1), name=f"pc_rank{i}") for i in range(J + 1)]
+        # the prefix counts in two registered steps (Fmax): stage P1 the first two adder
+        # levels (counts within groups of four channels), stage PC the rest
         match_in = in_w.mask & in_a.mask
-        cw = prefix_counts(in_w.mask, J, "cw")
-        ca = prefix_counts(in_a.mask, J, "ca")
-        cr = prefix_counts(match_in, J, "cr")
-        m.d.sync += [pc_v.eq(in_v), pc_w.eq(in_w), pc_a.eq(in_a), pc_last.eq(in_last),
-                     pc_err.eq(in_err), pc_match.eq(match_in)]
+        p1_v, p1_last, p1_err = Signal(), Signal(), Signal()
+        p1_w = Signal(chunk_layout(J))
+        p1_a = Signal(chunk_layout(J))
+        p1_match = Signal(J)
+        m.d.sync += [p1_v.eq(in_v), p1_w.eq(in_w), p1_a.eq(in_a), p1_last.eq(in_last),
+                     p1_err.eq(in_err), p1_match.eq(match_in)]
+
+        def two_step(bits, name):
+            part = prefix_levels([bits[i] for i in range(J)], J, name, 0, 2)
+            regs = []
+            for i, v in enumerate(part):
+                r = Signal(range(J + 1), name=f"{name}_p1_{i}")
+                m.d.sync += r.eq(v)
+                regs.append(r)
+            return prefix_finish(prefix_levels(regs, J, name, 2, 99), J, name)
+
+        cw = two_step(in_w.mask, "cw")
+        ca = two_step(in_a.mask, "ca")
+        cr = two_step(match_in, "cr")
+        m.d.sync += [pc_v.eq(p1_v), pc_w.eq(p1_w), pc_a.eq(p1_a), pc_last.eq(p1_last),
+                     pc_err.eq(p1_err), pc_match.eq(p1_match)]
         m.d.sync += [pcw[i].eq(cw[i]) for i in range(J)]
         m.d.sync += [pca[i].eq(ca[i]) for i in range(J)]
         m.d.sync += [pc_rank[i].eq(cr[i]) for i in range(J + 1)]
@@ -426,8 +449,8 @@ class PE(wiring.Component):
                 m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(res)]
 
         # ------------------------------------------------------------ counters
-        busy = (in_v | pc_v | up_v | cp_v | v0 | s1_valid.any() | s1_close | s2_any | s2_close
-                | self.o.valid)
+        busy = (in_v | p1_v | pc_v | up_v | cp_v | v0 | s1_valid.any() | s1_close | s2_any
+                | s2_close | self.o.valid)
         empty = ((consumed0 & c0.cle[0]).as_unsigned()
                  + (consumed1 & c1.cle[0]).as_unsigned())
         # the increments are registered first (the counters run one cycle behind)
