@@ -137,15 +137,12 @@ class Engine(wiring.Component):
                      hb_re.eq(host.re)]
         # ... with the address decoded on the way in: one flag per CSR and per region
         hb_reg = {n: Signal(name=f"hb_reg_{n.lower()}") for n in DESC + ("CTRL",)}
-        regions = {"CSR": REGION["CSR"], "ACT": REGION["ACT"], "KMAP": REGION["KMAP"],
-                   "MULT": REGION["MULT"], "SHIFT": REGION["SHIFT"], "OUT": REGION["OUT"]}
+        regions = {n: REGION[n] for n in ("CSR", "ACT", "KMAP", "MULT", "SHIFT", "OUT")}
         regions.update({f"WGT{p}": REGION["WGT"] + p for p in range(P)})
         hb_rg = {n: Signal(name=f"hb_rg_{n.lower()}") for n in regions}
-        hb_lastw = Signal()               # the last word of a chunk
         hb_wsel = Signal(NW)              # one-hot word of a chunk
         m.d.sync += [hb_reg[n].eq(host.addr == REG[n]) for n in hb_reg]
         m.d.sync += [hb_rg[n].eq(host.addr[24:32] == v) for n, v in regions.items()]
-        m.d.sync += [hb_lastw.eq(host.addr[0:3] == NW - 1)]
         m.d.sync += [hb_wsel[w].eq(host.addr[0:3] == w) for w in range(NW)]
         offset = hb_addr[0:24]
         entry = hb_addr[3:24]
@@ -169,7 +166,7 @@ class Engine(wiring.Component):
                 m.d.comb += enc_start.eq(1)
             with m.If(~hb_rg["CSR"] & ~busy):
                 m.d.sync += staging.eq(chunk_word)
-                m.d.comb += commit.eq(hb_lastw)
+                m.d.comb += commit.eq(hb_wsel[NW - 1])      # the chunk's last word
         # `busy` rises with a registered start (the cycle after the host's write), so a
         # host polling it right after writing CTRL never sees a stale idle
         m.d.comb += [self.busy.eq(busy | start | enc_start), self.done.eq(done)]
@@ -392,7 +389,6 @@ class Engine(wiring.Component):
         cb_next = [Signal(signed(acc_w), name=f"cb_next{p}") for p in range(P)]
         cb_n = [Signal(range(3), name=f"cb_n{p}") for p in range(P)]
         cb_ne = [Signal(name=f"cb_ne{p}") for p in range(P)]           # cb_n != 0
-        cb_rdy = [Signal(init=1, name=f"cb_rdy{p}") for p in range(P)]  # cb_n < 2 now
         rr = Signal(P, init=1)
         grant = Signal(P)
         terms = []
@@ -409,12 +405,12 @@ class Engine(wiring.Component):
         with m.If(got):
             m.d.sync += rr.eq(grant)
         for p in range(P):
-            push = pes[p].o.valid & cb_rdy[p]
+            push = pes[p].o.valid & ~cb_n[p][1]
             pop = grant[p]
             n_next = cb_n[p] + push - pop
-            m.d.comb += pes[p].o.ready.eq(cb_rdy[p])
-            m.d.sync += [cb_n[p].eq(n_next), cb_ne[p].eq(n_next != 0),
-                         cb_rdy[p].eq(n_next < 2)]
+            # ready: fewer than two entries, straight from the count register
+            m.d.comb += pes[p].o.ready.eq(~cb_n[p][1])
+            m.d.sync += [cb_n[p].eq(n_next), cb_ne[p].eq(n_next != 0)]
             val_in = pes[p].o.payload.value
             with m.If(pop):
                 m.d.sync += cb_head[p].eq(Mux(cb_n[p] == 2, cb_next[p], val_in))

@@ -127,12 +127,12 @@ class PE(wiring.Component):
         AW = cfg.acc_width
         EL = _entry_layout(J, M)
 
-        def prefix_levels(cur, width, name, lvl, upto):
+        def prefix_levels(cur, width, name, lvl, upto=None):
             """Levels ``lvl`` .. ``upto - 1`` of a Sklansky parallel prefix count over
             ``cur`` (log2(width) adder levels in all instead of a ripple of width adders);
             returns the partial sums after them."""
             cur = list(cur)
-            while (1 << lvl) < width and lvl < upto:
+            while (1 << lvl) < width and (upto is None or lvl < upto):
                 nxt = []
                 for i in range(width):
                     if i >> lvl & 1:
@@ -243,7 +243,7 @@ class PE(wiring.Component):
                 r = Signal(range(J + 1), name=f"{name}_p1_{i}")
                 m.d.sync += r.eq(v)
                 regs.append(r)
-            return prefix_finish(prefix_levels(regs, J, name, 2, 99), J, name)
+            return prefix_finish(prefix_levels(regs, J, name, 2), J, name)
 
         cw = two_step(in_w.mask, "cw")
         ca = two_step(in_a.mask, "ca")
