@@ -24,7 +24,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sim.config import Config
-from .mem import BankedMemory
+from .mem import NO_RW_CHECK, BankedMemory
 from .pe import PE
 
 __all__ = ["Engine", "EngineError", "HostSignature", "REG", "REGION"]
@@ -105,18 +105,20 @@ class Engine(wiring.Component):
         m.submodules.act_mem = act_mem = BankedMemory(CW, cfg.act_mem_chunks)
         wgt_w, wgt_r = [], []
         for p in range(P):
-            mem = Memory(shape=CW, depth=cfg.wgt_mem_chunks, init=[])
+            mem = Memory(shape=CW, depth=cfg.wgt_mem_chunks, init=[], attrs=NO_RW_CHECK)
             m.submodules[f"wgt_mem{p}"] = mem
             wgt_w.append(mem.write_port())
             wgt_r.append(mem.read_port(domain="sync"))
-        m.submodules.kmap_mem = kmap_mem = Memory(shape=kb, depth=P * FM, init=[])
+        m.submodules.kmap_mem = kmap_mem = Memory(shape=kb, depth=P * FM, init=[],
+                                                  attrs=NO_RW_CHECK)
         kmap_w = kmap_mem.write_port()
         kmap_r = kmap_mem.read_port(domain="sync")
         m.submodules.mult_mem = mult_mem = Memory(shape=signed(16), depth=cfg.max_filters,
-                                                  init=[])
+                                                  init=[], attrs=NO_RW_CHECK)
         mult_w = mult_mem.write_port()
         mult_r = mult_mem.read_port(domain="sync")
-        m.submodules.shift_mem = shift_mem = Memory(shape=6, depth=cfg.max_filters, init=[])
+        m.submodules.shift_mem = shift_mem = Memory(shape=6, depth=cfg.max_filters, init=[],
+                                                    attrs=NO_RW_CHECK)
         shift_w = shift_mem.write_port()
         shift_r = shift_mem.read_port(domain="sync")
         m.submodules.out_mem = out_mem = BankedMemory(32, cfg.out_mem_words)
