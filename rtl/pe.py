@@ -183,7 +183,10 @@ class PE(wiring.Component):
         QC = D + PE_STAGES
         count = Signal(range(QC + 1))     # pairs in the queue (window included)
         occ = Signal(range(QC + 1))       # ... plus the pairs in the five stages
-        in_free = occ < QC
+        # in_free is occ < QC, kept in a register of its own (Fmax: `ready` leaves the PE
+        # one LUT after flip-flops; it reaches the engine's queue and weight memory read
+        # enable across the chip)
+        in_free = Signal(init=1)
 
         drop_w = Signal()                 # resync: discard weight chunks up to 'last'
         drop_a = Signal()
@@ -381,6 +384,9 @@ class PE(wiring.Component):
         m.d.sync += [tail.eq(wrap(tail + push)),
                      count.eq(by_pops(count + push, count + push - 1, count + push - 2)),
                      occ.eq(by_pops(occ + take, occ + take - 1, occ + take - 2))]
+        # in_free next cycle = (next occ) < QC, from comparisons of the present occ
+        m.d.sync += in_free.eq(Mux(take, pop2 | Mux(pop1, occ < QC, occ < QC - 1),
+                                   pop1 | pop2 | (occ < QC)))
         nc0 = by_pops(cand[0], cand[1], cand[2])
         m.d.sync += [c0.eq(nc0), c1.eq(by_pops(cand[1], cand[2], cand[3]))]
         # pair 0's counts: every candidate is a function of flip-flops, chosen by the pops
