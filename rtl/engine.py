@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..sim.config import Config
+from .fifo import FeedQueue
 from .mem import NO_RW_CHECK, BankedMemory
 from .pe import PE
 
@@ -200,7 +200,7 @@ class Engine(wiring.Component):
         for p in range(P):
             pe = PE(cfg)
             m.submodules[f"pe{p}"] = pe
-            q = SyncFIFOBuffered(width=entry_layout.size, depth=cfg.queue_depth)
+            q = FeedQueue(entry_layout.size, cfg.queue_depth)
             m.submodules[f"queue{p}"] = q
             pes.append(pe)
             queues.append(q)
@@ -303,7 +303,7 @@ class Engine(wiring.Component):
         s2_valid = Signal()
         s2_waddr = Signal(wb)
         s2_last = Signal()
-        push_ok = Cat(*[q.w_rdy for q in queues]).all()
+        push_ok = Cat(*[q.w_rdy for q in queues]).all()      # P flip-flops (rtl/fifo.py)
         advance = ~s2_valid | push_ok
         # the chunk's address is taken with s1, the bank registers load with s2
         m.d.comb += [act_mem.r_addr.eq(c_aaddr), act_mem.r_en.eq(advance),
