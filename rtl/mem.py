@@ -21,22 +21,44 @@ old word): the user must not use it.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "NO_RW_CHECK"]
+__all__ = ["NO_RW_CHECK", "BankedMemory", "read_port_no_rw"]
 
 #: Attributes for a memory whose synchronous reads never use a word read in the cycle
-#: it is written. Without them Yosys keeps the simulation's read-old-data behaviour on a
-#: same-address read and write by building a bypass in the fabric (write data and address
-#: registered, compared with the read address, a multiplexer after the block RAM's
-#: output): on the ECP5 that multiplexer sat on the critical path (block RAM clock-to-out
-#: 5.8 ns, then routing, then the LUT). In the engine every memory is written either by
-#: the host while the engine is idle or by ENCODE, which does not read the memory it
-#: writes, so no read whose data is used meets a write to its address.
+#: it is written (read it through `read_port_no_rw`). Without them Yosys keeps the
+#: simulation's read-old-data behaviour on a same-address read and write by building a
+#: bypass in the fabric (write data and address registered, compared with the read
+#: address, a multiplexer after the block RAM's output): on the ECP5 that multiplexer sat
+#: on the critical path (block RAM clock-to-out 5.8 ns, then routing, then the LUT). In
+#: the engine every memory is written either by the host while the engine is idle or by
+#: ENCODE, which does not read the memory it writes, so no read whose data is used meets
+#: a write to its address.
 NO_RW_CHECK = {"no_rw_check": 1}
+
+
+def read_port_no_rw(m: Module, mem: Memory, name: str) -> SimpleNamespace:
+    """A synchronous read port of ``mem`` (a ``NO_RW_CHECK`` memory) with members ``addr``,
+    ``en`` and ``data``, timed as ``mem.read_port(domain="sync")``.
+
+    Yosys honours ``no_rw_check`` only where it merges a flip-flop into an asynchronous
+    read port (its ``memory_dff`` pass); a synchronous port straight from Amaranth keeps
+    its exact collision behaviour and gets the bypass. So the port is written as an
+    asynchronous read and a reset-less register with enable, which Yosys folds into the
+    block RAM's read register with collisions left undefined. In simulation it reads the
+    old word on a collision, as a synchronous port does.
+    """
+    rp = mem.read_port(domain="comb")
+    data = Signal(mem.shape, name=f"{name}_data", reset_less=True)
+    en = Signal(name=f"{name}_en")
+    with m.If(en):
+        m.d.sync += data.eq(rp.data)
+    return SimpleNamespace(addr=rp.addr, en=en, data=data)
 
 
 class BankedMemory(wiring.Component):
@@ -77,7 +99,7 @@ class BankedMemory(wiring.Component):
             mem = Memory(shape=self.width, depth=depth, init=[], attrs=NO_RW_CHECK)
             m.submodules[f"bank{b}"] = mem
             wp = mem.write_port()
-            rp = mem.read_port(domain="sync")
+            rp = read_port_no_rw(m, mem, f"bank{b}_rd")
             hit = (self.w_addr[bb:] == b) if nb > 1 else 1
             m.d.comb += [wp.addr.eq(self.w_addr[:bb]), wp.data.eq(self.w_data),
                          wp.en.eq(self.w_en & hit),
