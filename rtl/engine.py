@@ -303,7 +303,12 @@ class Engine(wiring.Component):
         s2_valid = Signal()
         s2_waddr = Signal(wb)
         s2_last = Signal()
-        push_ok = Cat(*[q.w_rdy for q in queues]).all()      # P flip-flops (rtl/fifo.py)
+        # all queues ready: one flip-flop beside the sequencer, loaded from the queues'
+        # w_rdy_next (equal to ANDing their w_rdy, which are flip-flops beside the PEs; the
+        # route from the PEs to the sequencer then ends at this register instead of
+        # running on through the step logic)
+        push_ok = Signal(init=1)
+        m.d.sync += push_ok.eq(Cat(*[q.w_rdy_next for q in queues]).all())
         advance = ~s2_valid | push_ok
         # the chunk's address is taken with s1, the bank registers load with s2
         m.d.comb += [act_mem.r_addr.eq(c_aaddr), act_mem.r_en.eq(advance),

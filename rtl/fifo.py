@@ -9,7 +9,9 @@ sequencer; with ``SyncFIFOBuffered`` that enable began at each queue's level cou
 of the board build. Here it begins at P flip-flops.
 
 Members (as ``SyncFIFOBuffered``): ``w_data``, ``w_en``, ``w_rdy``; ``r_data``, ``r_en``,
-``r_rdy``; ``level`` (words held, output register included).
+``r_rdy``; ``level`` (words held, output register included); and ``w_rdy_next``, the value
+``w_rdy`` takes next cycle (for a user that keeps its own registered copy of ``w_rdy``,
+or of several queues' ``w_rdy`` ANDed, beside the logic it enables).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class FeedQueue(wiring.Component):
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
             "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
             "level": Out(range(depth + 1)),
+            "w_rdy_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -41,7 +44,8 @@ class FeedQueue(wiring.Component):
         do_read = self.r_rdy & self.r_en
         if self.depth == 1:
             # one register: w_rdy and r_rdy are functions of the level flip-flop
-            m.d.comb += [self.w_rdy.eq(self.level == 0), self.r_rdy.eq(self.level == 1)]
+            m.d.comb += [self.w_rdy.eq(self.level == 0), self.r_rdy.eq(self.level == 1),
+                         self.w_rdy_next.eq(~do_write & (do_read | (self.level == 0)))]
             with m.If(do_write):
                 m.d.sync += [self.r_data.eq(self.w_data), self.level.eq(1)]
             with m.If(do_read):
@@ -81,8 +85,9 @@ class FeedQueue(wiring.Component):
         with m.Elif(down):
             m.d.sync += inner_level.eq(inner_level - 1)
         # full next cycle: full now and no read, or one short of full and a write only
-        m.d.sync += w_rdy.eq(~(((inner_level == inner_depth) & ~down)
-                               | ((inner_level == inner_depth - 1) & up)))
+        m.d.comb += self.w_rdy_next.eq(~(((inner_level == inner_depth) & ~down)
+                                         | ((inner_level == inner_depth - 1) & up)))
+        m.d.sync += w_rdy.eq(self.w_rdy_next)
 
         with m.If(do_inner_read):
             m.d.sync += self.r_rdy.eq(1)

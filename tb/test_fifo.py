@@ -1,6 +1,7 @@
 """FeedQueue (rtl/fifo.py) in Amaranth's simulator, beside Amaranth's SyncFIFOBuffered of
 the same depth driven by the same random writes (random valid gaps) and reads (random
 backpressure): every output (w_rdy, r_rdy, r_data when r_rdy, level) equal cycle for cycle,
+w_rdy_next equal to the next cycle's w_rdy,
 and the words read equal to the words written, in order (a Python deque)."""
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def test_feed_queue_matches_syncfifobuffered(depth, p_w, p_r) -> None:
     async def bench(ctx):
         sent = collections.deque()
         got = 0
+        prev_next = 1                     # w_rdy after reset (an empty queue)
         for t in range(cycles):
             w_en = int(rng.random() < p_w)
             r_en = int(rng.random() < p_r)
@@ -49,6 +51,9 @@ def test_feed_queue_matches_syncfifobuffered(depth, p_w, p_r) -> None:
             b = [ctx.get(x) for x in (ref.w_rdy, ref.r_rdy, ref.level)]
             assert a == b, f"cycle {t}: FeedQueue (w_rdy, r_rdy, level) {a}, " \
                            f"SyncFIFOBuffered {b}"
+            assert a[0] == prev_next, (f"cycle {t}: w_rdy {a[0]}, w_rdy_next the cycle "
+                                       f"before {prev_next}")
+            prev_next = ctx.get(dut.w_rdy_next)
             if a[1]:
                 da, db = ctx.get(dut.r_data), ctx.get(ref.r_data)
                 assert da == db, f"cycle {t}: r_data FeedQueue {da:#x}, reference {db:#x}"
