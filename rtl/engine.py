@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sim.config import Config
 from .fifo import FeedQueue
-from .mem import NO_RW_CHECK, BankedMemory, read_port_no_rw
+from .mem import BankedMemory, read_port_no_rw
 from .pe import PE
 
 __all__ = ["Engine", "EngineError", "HostSignature", "REG", "REGION"]
@@ -105,20 +105,18 @@ class Engine(wiring.Component):
         m.submodules.act_mem = act_mem = BankedMemory(CW, cfg.act_mem_chunks)
         wgt_w, wgt_r = [], []
         for p in range(P):
-            mem = Memory(shape=CW, depth=cfg.wgt_mem_chunks, init=[], attrs=NO_RW_CHECK)
+            mem = Memory(shape=CW, depth=cfg.wgt_mem_chunks, init=[])
             m.submodules[f"wgt_mem{p}"] = mem
             wgt_w.append(mem.write_port())
             wgt_r.append(read_port_no_rw(m, mem, f"wgt{p}_rd"))
-        m.submodules.kmap_mem = kmap_mem = Memory(shape=kb, depth=P * FM, init=[],
-                                                  attrs=NO_RW_CHECK)
+        m.submodules.kmap_mem = kmap_mem = Memory(shape=kb, depth=P * FM, init=[])
         kmap_w = kmap_mem.write_port()
         kmap_r = read_port_no_rw(m, kmap_mem, "kmap_rd")
         m.submodules.mult_mem = mult_mem = Memory(shape=signed(16), depth=cfg.max_filters,
-                                                  init=[], attrs=NO_RW_CHECK)
+                                                  init=[])
         mult_w = mult_mem.write_port()
         mult_r = read_port_no_rw(m, mult_mem, "mult_rd")
-        m.submodules.shift_mem = shift_mem = Memory(shape=6, depth=cfg.max_filters, init=[],
-                                                    attrs=NO_RW_CHECK)
+        m.submodules.shift_mem = shift_mem = Memory(shape=6, depth=cfg.max_filters, init=[])
         shift_w = shift_mem.write_port()
         shift_r = read_port_no_rw(m, shift_mem, "shift_rd")
         m.submodules.out_mem = out_mem = BankedMemory(32, cfg.out_mem_words)

@@ -16,7 +16,7 @@ or of several queues' ``w_rdy`` ANDed, beside the logic it enables).
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -66,7 +66,7 @@ class FeedQueue(wiring.Component):
         consume = Signal(range(inner_depth))
 
         def incr(v):
-            return 0 if inner_depth == 1 else (v + 1) % inner_depth
+            return Mux(v == inner_depth - 1, 0, v + 1)
 
         m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data),
                      w_port.en.eq(do_write),

@@ -15,7 +15,7 @@ that register::
 Read timing: the address is taken in a cycle with ``r_en`` (the block RAM's own read
 register, held while ``r_en`` is low), the bank registers load in a cycle with ``r_en2``,
 and ``r_data`` shows that word from the next cycle on. A read in the cycle its address
-is written returns an undefined word in hardware (``NO_RW_CHECK``; simulation returns the
+is written returns an undefined word in hardware (``read_port_no_rw``; simulation returns the
 old word): the user must not use it.
 """
 
@@ -28,31 +28,29 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["NO_RW_CHECK", "BankedMemory", "read_port_no_rw"]
-
-#: Attributes for a memory whose synchronous reads never use a word read in the cycle
-#: it is written (read it through `read_port_no_rw`). Without them Yosys keeps the
-#: simulation's read-old-data behaviour on a same-address read and write by building a
-#: bypass in the fabric (write data and address registered, compared with the read
-#: address, a multiplexer after the block RAM's output): on the ECP5 that multiplexer sat
-#: on the critical path (block RAM clock-to-out 5.8 ns, then routing, then the LUT). In
-#: the engine every memory is written either by the host while the engine is idle or by
-#: ENCODE, which does not read the memory it writes, so no read whose data is used meets
-#: a write to its address.
-NO_RW_CHECK = {"no_rw_check": 1}
-
+__all__ = ["BankedMemory", "read_port_no_rw"]
 
 def read_port_no_rw(m: Module, mem: Memory, name: str) -> SimpleNamespace:
-    """A synchronous read port of ``mem`` (a ``NO_RW_CHECK`` memory) with members ``addr``,
-    ``en`` and ``data``, timed as ``mem.read_port(domain="sync")``.
+    """A synchronous read port of ``mem`` with members ``addr``, ``en`` and ``data``, timed
+    as ``mem.read_port(domain="sync")``, for a memory whose reads never use a word read in
+    the cycle it is written: a collision returns an undefined word in hardware (the old
+    word in simulation).
 
-    Yosys honours ``no_rw_check`` only where it merges a flip-flop into an asynchronous
-    read port (its ``memory_dff`` pass); a synchronous port straight from Amaranth keeps
-    its exact collision behaviour and gets the bypass. So the port is written as an
-    asynchronous read and a reset-less register with enable, which Yosys folds into the
-    block RAM's read register with collisions left undefined. In simulation it reads the
-    old word on a collision, as a synchronous port does.
+    Left to keep the read-old-data behaviour on a collision, Yosys builds a bypass in the
+    fabric (write data and address registered, compared with the read address, a
+    multiplexer after the block RAM's output): on the ECP5 that multiplexer sat on the
+    critical path (block RAM clock-to-out 5.8 ns, then routing, then the LUT). The
+    ``no_rw_check`` attribute (set on ``mem`` here) removes it, but Yosys honours it only
+    where it merges a flip-flop into an asynchronous read port (its ``memory_dff`` pass);
+    a synchronous port straight from Amaranth keeps its exact collision behaviour. So the
+    port is written as an asynchronous read and a reset-less register with enable, which
+    Yosys folds into the block RAM's read register.
+
+    In the engine every memory is written either by the host while the engine is idle or
+    by ENCODE, which does not read the memory it writes, so no read whose data is used
+    meets a write to its address.
     """
+    mem.attrs["no_rw_check"] = 1
     rp = mem.read_port(domain="comb")
     data = Signal(mem.shape, name=f"{name}_data", reset_less=True)
     en = Signal(name=f"{name}_en")
@@ -96,7 +94,7 @@ class BankedMemory(wiring.Component):
         qs = []
         for b in range(nb):
             depth = min(1 << bb, self.depth - (b << bb))
-            mem = Memory(shape=self.width, depth=depth, init=[], attrs=NO_RW_CHECK)
+            mem = Memory(shape=self.width, depth=depth, init=[])
             m.submodules[f"bank{b}"] = mem
             wp = mem.write_port()
             rp = read_port_no_rw(m, mem, f"bank{b}_rd")

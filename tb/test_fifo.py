@@ -1,8 +1,8 @@
 """FeedQueue (rtl/fifo.py) in Amaranth's simulator, beside Amaranth's SyncFIFOBuffered of
 the same depth driven by the same random writes (random valid gaps) and reads (random
 backpressure): every output (w_rdy, r_rdy, r_data when r_rdy, level) equal cycle for cycle,
-w_rdy_next equal to the next cycle's w_rdy,
-and the words read equal to the words written, in order (a Python deque)."""
+w_rdy_next equal to the next cycle's w_rdy, and the words read equal to the words written,
+in order (a Python deque)."""
 
 from __future__ import annotations
 
