@@ -549,28 +549,35 @@ class Engine(wiring.Component):
         big16 = Cat(*[d[n][16:32] != 0 for n in DESC if n != "MODE"]).any()
         # sizes the layer needs, as free-running product registers (16-bit operands:
         # anything wider is refused by big16), and the three checks registered; CHECK
-        # waits 8 cycles in SETTLE for them to settle
+        # waits SETTLE_CYCLES in SETTLE for them to settle
         v16 = {n: d[n][0:16] for n in DESC}
-        rs_d = Signal(8)
-        p_hw, p_frs, p_kho, npix_d = Signal(32), Signal(24), Signal(32), Signal(32)
-        red_need = Signal(24)
 
-        def mul_wide(a, b, name):
-            """a (up to 32 bits) x b (16 bits) in two registered steps: two 16 x 16
-            partial products, then their sum (no 32 x 16 product in one cycle)."""
-            lo = Signal(48, name=f"{name}_lo")
-            hi = Signal(48, name=f"{name}_hi")
-            out = Signal(48, name=name)
-            m.d.sync += [lo.eq(a[0:16] * b), hi.eq(a[16:32] * b),
-                         out.eq((hi << 16) + lo)]
+        def mul_reg(a, b, width, name):
+            """a * b with both operands registered before the multiplier and the product
+            after it (two cycles): the operand and product registers can sit beside the
+            DSP block, so no path runs from the descriptor registers through a DSP block
+            and on to its users in one cycle (a routed critical path at 84 MHz)."""
+            ra = Signal(len(a), name=f"{name}_a")
+            rb = Signal(len(b), name=f"{name}_b")
+            out = Signal(width, name=name)
+            m.d.sync += [ra.eq(a), rb.eq(b), out.eq(ra * rb)]
             return out
 
-        m.d.sync += [
-            rs_d.eq(d["R"][0:4] * d["S"][0:4]),
-            p_hw.eq(v16["H"] * v16["W"]), p_frs.eq(v16["F"] * rs_d),
-            p_kho.eq(v16["K"] * v16["HO"]), npix_d.eq(v16["HO"] * v16["WO"]),
-            red_need.eq(v16["C"] * rs_d),
-        ]
+        def mul_wide(a, b, name):
+            """a (up to 32 bits) x b (16 bits) in three registered steps: two 16 x 16
+            partial products (mul_reg), then their sum (no 32 x 16 product in one cycle)."""
+            lo = mul_reg(a[0:16], b, 48, f"{name}_lo")
+            hi = mul_reg(a[16:32], b, 48, f"{name}_hi")
+            out = Signal(48, name=name)
+            m.d.sync += out.eq((hi << 16) + lo)
+            return out
+
+        rs_d = mul_reg(d["R"][0:4], d["S"][0:4], 8, "rs_d")
+        p_hw = mul_reg(v16["H"], v16["W"], 32, "p_hw")
+        p_frs = mul_reg(v16["F"], rs_d, 24, "p_frs")
+        p_kho = mul_reg(v16["K"], v16["HO"], 32, "p_kho")
+        npix_d = mul_reg(v16["HO"], v16["WO"], 32, "npix_d")
+        red_need = mul_reg(v16["C"], rs_d, 24, "red_need")
         act_need = mul_wide(p_hw, v16["NCH"], "act_need")
         wgt_need = mul_wide(p_frs, v16["NCH"], "wgt_need")
         out_need = mul_wide(p_kho, v16["WO"], "out_need")
@@ -664,7 +671,11 @@ class Engine(wiring.Component):
                      enc_finished.eq(~enc_on & ~q_v & ~rb_v & ~rq_v & ~enc_act_en)]
 
         m.d.sync += pe_clear.eq(0)     # registered: a comb FSM output would start out X
-        settle = Signal(3)
+        # SETTLE: the descriptor checks' longest chain is 9 registered steps (R*S, F*RS,
+        # the wide product's partial products and sum, the terms, their OR); then G1, G2
+        # and cur are primed in its last three cycles
+        SETTLE_CYCLES = 16
+        settle = Signal(range(SETTLE_CYCLES))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(start):
@@ -681,12 +692,12 @@ class Engine(wiring.Component):
                 m.d.sync += settle.eq(settle + 1)
                 # G1 <- pixel 0 (the job constants have settled by now), then two moves of
                 # the pixel walk: G2 <- pixel 0, then cur <- pixel 0, G2 <- pixel 1
-                with m.If(settle == 5):
+                with m.If(settle == SETTLE_CYCLES - 3):
                     m.d.sync += [g1_ox.eq(0), g1_oy.eq(0), g1_ix0.eq(-pad), g1_iy0.eq(-pad),
                                  g1_limx.eq(k_limx0), g1_limy.eq(k_limy0),
                                  g1_oxl.eq(k_wo1), g1_oyl.eq(k_ho1)]
-                m.d.comb += prime.eq(settle >= 6)
-                with m.If(settle == 7):
+                m.d.comb += prime.eq(settle >= SETTLE_CYCLES - 2)
+                with m.If(settle == SETTLE_CYCLES - 1):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If(bad_shape):

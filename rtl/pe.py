@@ -32,6 +32,7 @@ import functools
 import operator
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Assert
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -100,10 +101,14 @@ class PE(wiring.Component):
         idle in cycles where the queue held a pair; chunk pairs with no matching channel.
     clear : In(1)
         Zero the counters and ``error``.
+
+    ``checks=True`` adds simulation assertions that each register kept for timing equals
+    the expression it stands for (used by the Amaranth-simulator tests; not in Verilog).
     """
 
-    def __init__(self, cfg: Config | None = None):
+    def __init__(self, cfg: Config | None = None, *, checks: bool = False):
         self.cfg = cfg = cfg or Config()
+        self.checks = checks
         super().__init__({
             "w": In(stream.Signature(chunk_layout(cfg.join_width))),
             "a": In(stream.Signature(chunk_layout(cfg.join_width))),
@@ -331,10 +336,14 @@ class PE(wiring.Component):
                 Mux(count > 2, r2, cp_c), Mux(count > 3, r3, cp_c)]
 
         # ------------------------------------------------------------ window select
-        # The pipeline only waits when a result is due while both output slots are full.
+        # The pipeline only waits when a result is due while both output slots are full:
+        # stall = s2_close & out_full, kept in a register of its own computed from their
+        # next values (Fmax: `advance` enables the whole window loop and the multiplier
+        # pipeline, so it starts at a flip-flop rather than after a LUT)
         s2_close = Signal()
         out_full = Signal()               # both output slots hold a result
-        advance = ~(s2_close & out_full)
+        stall = Signal()
+        advance = ~stall
         v0 = count >= 1
         v1 = count >= 2
         use1 = v1 & ~c0.last
@@ -419,6 +428,7 @@ class PE(wiring.Component):
         acc_err = Signal()
         res = Signal(result_layout(AW))       # result in the new value of the acc stage
         new_res = Signal()
+        taken = self.o.valid & self.o.ready
         total = acc + sum(s2_p)
         with m.If(advance):
             m.d.sync += [
@@ -435,12 +445,23 @@ class PE(wiring.Component):
             with m.Else():
                 m.d.sync += [acc.eq(total), acc_err.eq(acc_err | s2_err)]
         m.d.comb += [res.value.eq(total), res.err.eq(acc_err | s2_err)]
+        # the next stall: s2_close and out_full as they will be after this cycle (a result
+        # taken while both slots are full frees one, and then no result is due: advance =
+        # ~s2_close there)
+        s2_close_n = Mux(advance, s1_close, s2_close)
+        out_full_n = Mux(taken, 0, Mux(new_res, self.o.valid | out_full, out_full))
+        m.d.sync += stall.eq(s2_close_n & out_full_n)
+        if self.checks:
+            m.d.comb += [
+                Assert(stall == (s2_close & out_full),
+                       "PE stall register differs from s2_close & out_full"),
+                Assert(in_free == (occ < QC), "PE in_free register differs from occ < QC"),
+            ]
 
         # two output slots (o is the first): the PE stalls only when a result is due while
         # both are full, a condition of flip-flops alone (no combinational path from
         # o.ready into the pipeline enables)
         slot_b = Signal(result_layout(AW))
-        taken = self.o.valid & self.o.ready
         with m.If(taken):
             with m.If(out_full):
                 m.d.sync += [self.o.payload.eq(slot_b), out_full.eq(new_res)]

@@ -308,15 +308,31 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(f"synth: engine ({cfg.pes} PEs x {cfg.multipliers} multipliers, J={cfg.join_width})"
           f" for {args.board}, timed at {args.mhz:g} MHz; this takes several minutes ...",
           flush=True)
+    seeds = None
+    if args.seed is not None and args.seeds:
+        print("error: give --seed or --seeds, not both", file=sys.stderr)
+        return 2
+    if args.seed is not None:
+        seeds = [args.seed]
+    elif args.seeds:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        except ValueError:
+            print(f"error: --seeds takes integers separated by commas, got {args.seeds!r}",
+                  file=sys.stderr)
+            return 2
     try:
-        res = synth(args.board, cfg, args.build_dir, args.mhz,
-                    nextpnr_opts=f"--seed {args.seed}" if args.seed is not None else "")
+        res = synth(args.board, cfg, args.build_dir, args.mhz, seeds=seeds, jobs=args.jobs,
+                    progress=lambda msg: print(msg, flush=True))
     except SynthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 4
     keys = ("fmax_mhz", "timing_met", "luts", "ffs", "multipliers", "dsp_blocks", "brams",
             "bitstream")
     print(", ".join(f"{k} {res[k]}" for k in keys) + f" ({res['seconds']:.0f} s)")
+    if res.get("seeds_fmax"):
+        print("Fmax by seed: " + ", ".join(f"{k}: {v} MHz" for k, v in res["seeds_fmax"].items())
+              + f"; kept seed {res['seed']}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0
@@ -434,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--mhz", type=float, default=100.0, help="clock constraint (MHz)")
     y.add_argument("--build-dir", default="build/synth")
     y.add_argument("--seed", type=int, help="nextpnr placement seed (default: nextpnr's own)")
+    y.add_argument("--seeds", help="several placement seeds, e.g. 1,2,3: Yosys runs once, "
+                                   "nextpnr once per seed, and the best seed's bitstream is "
+                                   "kept (ulx3s-85f; every seed's Fmax is in the report)")
+    y.add_argument("--jobs", type=int, help="nextpnr runs at a time with --seeds "
+                                            "(default: one per CPU)")
     y.add_argument("--json", help="write fmax_mhz, luts, ffs, multipliers, brams, bitstream")
     _add_config(y)
     y.set_defaults(func=cmd_synth)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from amaranth import Cat, ClockDomain, Elaboratable, Module, Signal, Value
@@ -130,26 +132,107 @@ def _pe_multipliers(netlist: Path) -> int | None:
     return n
 
 
+def _tool(name: str) -> str:
+    return str(Path(sys.executable).parent / f"yowasp-{name}")
+
+
+def _check_run(cmd: list[str], cwd: Path, log: Path, what: str) -> None:
+    """Run one tool; on failure a SynthError with its last line and the log path."""
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        text = (r.stderr or r.stdout).strip().splitlines()
+        last = text[-1] if text else f"exit status {r.returncode}"
+        raise SynthError(f"{what} failed: {last[:200]} (log: {log})")
+
+
+def _fmax_of(tim: Path) -> float | None:
+    text = tim.read_text() if tim.exists() else ""
+    fmax = [float(x) for x in re.findall(r"Max frequency for clock[^:]*:\s*([\d.]+) MHz", text)]
+    return fmax[-1] if fmax else None
+
+
+def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpnr_opts: str,
+                 progress) -> dict[int, float | None]:
+    """ECP5 flow with one Yosys run and one nextpnr run per placement seed (``jobs`` at a
+    time, each in ``seed<N>/``); the best seed's placement is packed into the bitstream
+    and its logs copied to the build folder. Returns the Fmax of every seed."""
+    script = (build_dir / f"build_{name}.sh").read_text().splitlines()
+    pnr = next(shlex.split(ln) for ln in script if ln.startswith('"$NEXTPNR_ECP5"'))
+    pack = next(shlex.split(ln) for ln in script if ln.startswith('"$ECPPACK"'))
+    yosys_log = build_dir / f"{name}.rpt"
+    progress(f"synth: yosys ({yosys_log})")
+    _check_run([_tool("yosys"), "-q", "-l", f"{name}.rpt", f"{name}.ys"], build_dir,
+               yosys_log, "yosys")
+
+    def place(seed: int) -> tuple[int, float | None]:
+        d = build_dir / f"seed{seed}"
+        d.mkdir()
+        cmd = [_tool("nextpnr-ecp5")] + pnr[1:]
+        cmd[cmd.index("--log") + 1] = f"seed{seed}/{name}.tim"
+        cmd[cmd.index("--textcfg") + 1] = f"seed{seed}/{name}.config"
+        cmd += ["--seed", str(seed)] + shlex.split(nextpnr_opts)
+        _check_run(cmd, build_dir, d / f"{name}.tim", f"nextpnr (seed {seed})")
+        fmax = _fmax_of(d / f"{name}.tim")
+        progress(f"synth: seed {seed}: {fmax} MHz")
+        return seed, fmax
+
+    progress(f"synth: nextpnr with seeds {', '.join(map(str, seeds))}, {jobs} at a time "
+             f"(logs: {build_dir}/seed<N>/{name}.tim)")
+    with ThreadPoolExecutor(max_workers=jobs) as ex:
+        got = dict(ex.map(place, seeds))
+    best = max(seeds, key=lambda sd: (got[sd] or 0.0, -seeds.index(sd)))
+    for ext in ("tim", "config"):
+        shutil.copy(build_dir / f"seed{best}" / f"{name}.{ext}", build_dir / f"{name}.{ext}")
+    _check_run([_tool("ecppack")] + pack[1:], build_dir, build_dir / f"{name}.tim", "ecppack")
+    return got
+
+
 def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
-          clock_mhz: float = 100.0, nextpnr_opts: str = "") -> dict:
+          clock_mhz: float = 100.0, nextpnr_opts: str = "", seeds: list[int] | None = None,
+          jobs: int | None = None, progress=None) -> dict:
     """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream.
-    ``nextpnr_opts`` are passed on to nextpnr (e.g. ``--seed 2``)."""
+    ``nextpnr_opts`` are passed on to nextpnr. With ``seeds`` (ULX3S only) Yosys runs once
+    and nextpnr once per placement seed, ``jobs`` at a time (default: one per CPU); the
+    bitstream is the best seed's and ``seeds_fmax`` reports every seed."""
+    if seeds is not None:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise SynthError(f"seeds must be distinct and at least one, got {seeds!r}")
+        if board != "ulx3s-85f":
+            raise SynthError(f"seeds are supported on ulx3s-85f only, not {board!r}")
+    jobs = jobs or os.cpu_count() or 1
+    if jobs < 1:
+        raise SynthError(f"jobs must be at least 1, got {jobs}")
+    progress = progress or (lambda msg: None)
     plat = _platform(board, clock_mhz)
     build_dir = Path(build_dir).resolve()
     name = "top"
     if build_dir.exists():
         shutil.rmtree(build_dir)
     t0 = time.time()
+    opts = " ".join(["--timing-allow-fail", "" if seeds else nextpnr_opts]).strip()
+    seeds_fmax = None
     try:
         # a missed clock target still yields a bitstream and a report (timing_met: false)
-        plat.build(BoardTop(cfg), name=name, build_dir=str(build_dir), do_program=False,
-                   nextpnr_opts=" ".join(["--timing-allow-fail", nextpnr_opts]).strip())
+        if seeds:
+            plan = plat.build(BoardTop(cfg), name=name, build_dir=str(build_dir),
+                              do_build=False, nextpnr_opts=opts)
+            plan.extract(str(build_dir))
+            seeds_fmax = _build_seeds(build_dir, name, list(seeds), jobs, nextpnr_opts,
+                                      progress)
+        else:
+            plat.build(BoardTop(cfg), name=name, build_dir=str(build_dir), do_program=False,
+                       nextpnr_opts=opts)
+    except SynthError:
+        raise
     except Exception as e:  # the toolchain raises with its whole log; keep the message short
         logs = sorted(build_dir.glob("*.log")) or [build_dir]
         first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise SynthError(f"{board} build failed: {first[:200]} (log: {logs[-1]})") from None
     bit = next((p for p in build_dir.glob(f"{name}.bi[tn]")), None)
     res = _parse(board, build_dir, name)
+    if seeds_fmax is not None:
+        res["seeds_fmax"] = {str(k): v for k, v in seeds_fmax.items()}
+        res["seed"] = max(seeds, key=lambda sd: (seeds_fmax[sd] or 0.0, -seeds.index(sd)))
     # `multipliers`: DSP blocks that implement the PEs' int8 products (P x M in the config
     # when synthesis kept them all); `dsp_blocks`: all DSP blocks, address and requant
     # arithmetic included

@@ -32,7 +32,7 @@ def _payload(c: Chunk, J: int) -> dict:
 def run_pe(cfg: Config, w_chunks: list[Chunk], a_chunks: list[Chunk], n_results: int, *,
            p_w: float = 1.0, p_a: float = 1.0, p_ready: float = 1.0, seed: int = 0,
            vcd: str | None = None) -> PERun:
-    dut = PE(cfg)
+    dut = PE(cfg, checks=True)   # timing registers asserted equal to their expressions
     rng = np.random.default_rng(seed)
     run = PERun()
     J = cfg.join_width

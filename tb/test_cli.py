@@ -171,3 +171,20 @@ def test_run_layer_bad_input(tmp_path: Path, capsys) -> None:
                str(tmp_path / "a.npy"), "--out", str(tmp_path / "y.npy")])
     err = capsys.readouterr().err
     assert rc == 2 and "C = 3" in err and "4" in err, err
+
+
+def test_synth_bad_seeds(tmp_path: Path, capsys) -> None:
+    """Bad seed arguments are refused before any tool runs (nothing is built)."""
+    from doublesparse.scripts.synth import SynthError, synth
+    from doublesparse.sim.config import Config
+
+    bd = tmp_path / "synth"
+    assert main(["synth", "--seed", "1", "--seeds", "1,2", "--build-dir", str(bd)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["synth", "--seeds", "1,x", "--build-dir", str(bd)]) == 2
+    assert "'1,x'" in capsys.readouterr().err
+    for seeds, board, msg in (([1, 1], "ulx3s-85f", "[1, 1]"), ([], "ulx3s-85f", "[]"),
+                              ([1], "icebreaker", "icebreaker")):
+        with pytest.raises(SynthError, match=msg.replace("[", r"\[").replace("]", r"\]")):
+            synth(board, Config(), bd, seeds=seeds)
+    assert not bd.exists()
