@@ -314,13 +314,19 @@ class Engine(wiring.Component):
         for q in queues:
             m.d.comb += [q.w_en.eq(s2_valid & push_ok),
                          q.w_data.eq(Cat(act_mem.r_data, s2_waddr, s2_last))]
-        nch_a, nch_w = nch[:aa_bits], nch[:wb]
+        # the address products' constant operands as copies of their own (free-running,
+        # settled in SETTLE): each DSP block's operands then come from registers that
+        # need not sit beside the descriptor registers' other users
+        k_wa, k_s = Signal(aa_bits), Signal(4)
+        nch_a, nch_w = Signal(aa_bits), Signal(wb)
+        m.d.sync += [k_wa.eq(Ww[:aa_bits]), k_s.eq(S), nch_a.eq(nch[:aa_bits]),
+                     nch_w.eq(nch[:wb])]
         with m.If(advance):
             m.d.sync += [
                 a_v.eq(seq_on), a_iy.eq(iy), a_ix.eq(ix), a_c.eq(c), a_j.eq(j), a_r.eq(r),
                 a_s.eq(s), a_last.eq(step_last),
-                b_v.eq(a_v), b_py.eq(a_iy[:aa_bits] * Ww[:aa_bits]), b_px.eq(a_ix),
-                b_tj.eq(a_j[:wb] * rs), b_tr.eq(a_r * S), b_ts.eq(a_s),
+                b_v.eq(a_v), b_py.eq(a_iy[:aa_bits] * k_wa), b_px.eq(a_ix),
+                b_tj.eq(a_j[:wb] * rs), b_tr.eq(a_r * k_s), b_ts.eq(a_s),
                 b_c.eq(a_c), b_last.eq(a_last),
                 b2_v.eq(b_v), b2_pix.eq(b_py + b_px), b2_tap.eq(b_tj + b_tr + b_ts),
                 b2_c.eq(b_c), b2_last.eq(b_last),
