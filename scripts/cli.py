@@ -305,9 +305,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import SynthError, synth
 
     cfg = _config(args)
-    print(f"synth: engine ({cfg.pes} PEs x {cfg.multipliers} multipliers, J={cfg.join_width})"
-          f" for {args.board}, timed at {args.mhz:g} MHz; this takes several minutes ...",
-          flush=True)
     seeds = None
     if args.seed is not None and args.seeds:
         print("error: give --seed or --seeds, not both", file=sys.stderr)
@@ -321,6 +318,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
             print(f"error: --seeds takes integers separated by commas, got {args.seeds!r}",
                   file=sys.stderr)
             return 2
+    print(f"synth: engine ({cfg.pes} PEs x {cfg.multipliers} multipliers, J={cfg.join_width})"
+          f" for {args.board}, timed at {args.mhz:g} MHz; this takes several minutes ...",
+          flush=True)
     try:
         res = synth(args.board, cfg, args.build_dir, args.mhz, seeds=seeds, jobs=args.jobs,
                     progress=lambda msg: print(msg, flush=True))

