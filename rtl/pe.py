@@ -462,16 +462,17 @@ class PE(wiring.Component):
         # both are full, a condition of flip-flops alone (no combinational path from
         # o.ready into the pipeline enables)
         slot_b = Signal(result_layout(AW))
+        m.d.sync += out_full.eq(out_full_n)    # one next-state expression, shared with stall
         with m.If(taken):
             with m.If(out_full):
-                m.d.sync += [self.o.payload.eq(slot_b), out_full.eq(new_res)]
+                m.d.sync += self.o.payload.eq(slot_b)
                 with m.If(new_res):
                     m.d.sync += slot_b.eq(res)
             with m.Else():
                 m.d.sync += [self.o.valid.eq(new_res), self.o.payload.eq(res)]
         with m.Elif(new_res):
             with m.If(self.o.valid):
-                m.d.sync += [out_full.eq(1), slot_b.eq(res)]
+                m.d.sync += slot_b.eq(res)
             with m.Else():
                 m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(res)]
 
