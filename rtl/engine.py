@@ -203,24 +203,45 @@ class Engine(wiring.Component):
             pes.append(pe)
             queues.append(q)
             head = data.View(entry_layout, q.r_data)
+            # Two entries between the queue and the PE: the weight block RAM's output
+            # register (with the activation chunk read beside it: st_a, st_last; valid
+            # st_valid) and a skid register behind it (sk_*). The block RAM is read while
+            # fewer than two entries will be held (`room`, a flip-flop), so its read enable
+            # is two flip-flops ANDed and does not wait for the PE's `ready` (Fmax: that
+            # route crossed the chip). The PE sees the skid entry first (the older one).
             st_valid = Signal(name=f"st_valid{p}")
             st_a = Signal(CW, name=f"st_a{p}")
             st_last = Signal(name=f"st_last{p}")
-            takes = st_valid & pe.w.ready & pe.a.ready
-            load = q.r_rdy & (~st_valid | takes)
+            sk_valid = Signal(name=f"sk_valid{p}")
+            sk_w = Signal(CW, name=f"sk_w{p}")
+            sk_a = Signal(CW, name=f"sk_a{p}")
+            sk_last = Signal(name=f"sk_last{p}")
+            room = Signal(init=1, name=f"room{p}")
+            takes = (st_valid | sk_valid) & pe.w.ready & pe.a.ready
+            load = q.r_rdy & room
+            st_left = st_valid & ~(takes & ~sk_valid)      # RAM-side entry still held
+            sk_left = sk_valid & ~takes
+            # both held: the RAM-side entry stays (no load: room was 0); one held: it is
+            # (or moves to) the skid register, so a load may replace the RAM output
+            sk_next = st_left | sk_left
+            st_next = load | (st_left & sk_left)
+            m.d.sync += [sk_valid.eq(sk_next), st_valid.eq(st_next),
+                         room.eq(~(sk_next & st_next))]
+            with m.If(st_left & ~sk_left):
+                m.d.sync += [sk_w.eq(wgt_r[p].data), sk_a.eq(st_a), sk_last.eq(st_last)]
             m.d.comb += [q.r_en.eq(load), wgt_r[p].addr.eq(head.waddr), wgt_r[p].en.eq(load),
                          pe.clear.eq(pe_clear)]
             with m.If(load):
-                m.d.sync += [st_valid.eq(1), st_a.eq(head.a), st_last.eq(head.last)]
-            with m.Elif(takes):
-                m.d.sync += st_valid.eq(0)
+                m.d.sync += [st_a.eq(head.a), st_last.eq(head.last)]
+            w_word = Mux(sk_valid, sk_w, wgt_r[p].data)
+            a_word = Mux(sk_valid, sk_a, st_a)
+            e_last = Mux(sk_valid, sk_last, st_last)
             m.d.comb += [
-                pe.w.valid.eq(st_valid), pe.a.valid.eq(st_valid),
-                pe.w.payload.mask.eq(wgt_r[p].data[0:J]),
-                pe.w.payload.values.eq(wgt_r[p].data[J:CW]),
-                pe.w.payload.last.eq(st_last),
-                pe.a.payload.mask.eq(st_a[0:J]), pe.a.payload.values.eq(st_a[J:CW]),
-                pe.a.payload.last.eq(st_last),
+                pe.w.valid.eq(st_valid | sk_valid), pe.a.valid.eq(st_valid | sk_valid),
+                pe.w.payload.mask.eq(w_word[0:J]), pe.w.payload.values.eq(w_word[J:CW]),
+                pe.w.payload.last.eq(e_last),
+                pe.a.payload.mask.eq(a_word[0:J]), pe.a.payload.values.eq(a_word[J:CW]),
+                pe.a.payload.last.eq(e_last),
             ]
 
         # ------------------------------------------------------------ sequencer
@@ -321,10 +342,34 @@ class Engine(wiring.Component):
         nch_a, nch_w = Signal(aa_bits), Signal(wb)
         m.d.sync += [k_wa.eq(Ww[:aa_bits]), k_s.eq(S), nch_a.eq(nch[:aa_bits]),
                      nch_w.eq(nch[:wb])]
+        # The sequencer issues a step into stage Z while `room` (a flip-flop) says Z and its
+        # skid register K will not both be full; stage A takes the older of them on
+        # `advance`. So the step logic (counters, pixel walk) is enabled by a register
+        # beside it, not by push_ok, which is loaded beside the P queues (Fmax: push_ok ->
+        # advance -> step flags -> pixel take -> G1 was a 10.7 ns path across the chip).
+        step_l = data.StructLayout({"iy": 16, "ix": 16, "c": 16, "j": 16, "r": 4, "s": 4,
+                                    "last": 1})
+        z_v, k_v = Signal(), Signal()
+        z_st, k_st = Signal(step_l), Signal(step_l)
+        room = Signal(init=1)
+        issue = seq_on & room
+        head_st = data.View(step_l, Mux(k_v, k_st, z_st))
+        z_taken = advance & ~k_v
+        z_left = z_v & ~z_taken
+        k_left = k_v & ~advance
+        k_next = z_left | k_left
+        z_next = issue | (z_left & k_left)
+        m.d.sync += [z_v.eq(z_next), k_v.eq(k_next), room.eq(~(z_next & k_next))]
+        with m.If(z_left & ~k_left):
+            m.d.sync += k_st.eq(z_st)
+        with m.If(issue):
+            m.d.sync += [z_st.iy.eq(iy), z_st.ix.eq(ix), z_st.c.eq(c), z_st.j.eq(j),
+                         z_st.r.eq(r), z_st.s.eq(s), z_st.last.eq(step_last)]
         with m.If(advance):
             m.d.sync += [
-                a_v.eq(seq_on), a_iy.eq(iy), a_ix.eq(ix), a_c.eq(c), a_j.eq(j), a_r.eq(r),
-                a_s.eq(s), a_last.eq(step_last),
+                a_v.eq(z_v | k_v), a_iy.eq(head_st.iy), a_ix.eq(head_st.ix),
+                a_c.eq(head_st.c), a_j.eq(head_st.j), a_r.eq(head_st.r),
+                a_s.eq(head_st.s), a_last.eq(head_st.last),
                 b_v.eq(a_v), b_py.eq(a_iy[:aa_bits] * k_wa), b_px.eq(a_ix),
                 b_tj.eq(a_j[:wb] * rs), b_tr.eq(a_r * k_s), b_ts.eq(a_s),
                 b_c.eq(a_c), b_last.eq(a_last),
@@ -338,25 +383,25 @@ class Engine(wiring.Component):
                 s2_valid.eq(s1_valid), s2_waddr.eq(s1_waddr),
                 s2_last.eq(s1_last),
             ]
-            with m.If(seq_on):
-                with m.If(~last_c):
-                    m.d.sync += [c.eq(c + 1), last_c.eq(c + 2 == nch)]
+        with m.If(issue):
+            with m.If(~last_c):
+                m.d.sync += [c.eq(c + 1), last_c.eq(c + 2 == nch)]
+            with m.Else():
+                m.d.sync += [c.eq(0), last_c.eq(k_nch1)]
+                with m.If(~last_s):
+                    m.d.sync += [s.eq(s + 1), last_s.eq(s + 1 == cur.s_hi)]
+                with m.Elif(~last_r):
+                    m.d.sync += [s.eq(cur.s_lo), last_s.eq(cur.s_one),
+                                 r.eq(r + 1), last_r.eq(r + 1 == cur.r_hi)]
+                with m.Elif(~last_j):
+                    m.d.sync += [s.eq(cur.s_lo), last_s.eq(cur.s_one),
+                                 r.eq(cur.r_lo), last_r.eq(cur.r_one),
+                                 j.eq(j + 1), last_j.eq(j + 2 == F)]
                 with m.Else():
-                    m.d.sync += [c.eq(0), last_c.eq(k_nch1)]
-                    with m.If(~last_s):
-                        m.d.sync += [s.eq(s + 1), last_s.eq(s + 1 == cur.s_hi)]
-                    with m.Elif(~last_r):
-                        m.d.sync += [s.eq(cur.s_lo), last_s.eq(cur.s_one),
-                                     r.eq(r + 1), last_r.eq(r + 1 == cur.r_hi)]
-                    with m.Elif(~last_j):
-                        m.d.sync += [s.eq(cur.s_lo), last_s.eq(cur.s_one),
-                                     r.eq(cur.r_lo), last_r.eq(cur.r_one),
-                                     j.eq(j + 1), last_j.eq(j + 2 == F)]
-                    with m.Else():
-                        m.d.sync += [j.eq(0), last_j.eq(k_f1)]
-                        m.d.comb += take.eq(1)
-                        with m.If(cur.last):
-                            m.d.sync += seq_on.eq(0)
+                    m.d.sync += [j.eq(0), last_j.eq(k_f1)]
+                    m.d.comb += take.eq(1)
+                    with m.If(cur.last):
+                        m.d.sync += seq_on.eq(0)
         with m.If(take | prime):
             # the next pixel becomes current; its first tap
             m.d.sync += [cur.eq(g2), s.eq(g2.s_lo), last_s.eq(g2.s_one), r.eq(g2.r_lo),

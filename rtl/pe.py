@@ -362,19 +362,38 @@ class PE(wiring.Component):
         m.d.comb += nsel.eq(sum(sel_gt[k] for k in range(M)))
         close = (consumed0 & c0.last) | (consumed1 & c1.last)
         chunk_err = (consumed0 & c0.err) | (consumed1 & c1.err)
-        # pick k: pair u0 + k of pair 0 while k < r0, then pair k - r0 of pair 1
-        op_w, op_a = [], []
+        # pick k: pair u0 + k of pair 0 while k < r0, then pair k - r0 of pair 1. The pick
+        # takes two cycles (Fmax: pair 0's operands are spread over many distributed-RAM
+        # cells): stage T selects, for each group of four entries of pair 0, the entry
+        # (u0 + k) mod 4, and pair 1's operand; stage S1 picks the group and the pair.
+        G = -(-J // 4)
+        t_grp_w = [[Signal(signed(8), name=f"t_w{k}_g{g}") for g in range(G)]
+                   for k in range(M)]
+        t_grp_a = [[Signal(signed(8), name=f"t_a{k}_g{g}") for g in range(G)]
+                   for k in range(M)]
+        t_hi = [Signal(range(max(2, G)), name=f"t_hi{k}") for k in range(M)]
+        t_from1_w = [Signal(signed(8), name=f"t_w{k}_p1") for k in range(M)]
+        t_from1_a = [Signal(signed(8), name=f"t_a{k}_p1") for k in range(M)]
+        t_use0 = Signal(M)
+        t_valid = Signal(M)
+        t_close = Signal()
+        t_err = Signal()
+        t_next = []                       # (register, value) loaded when advancing
         for k in range(M):
             i0 = u0k[k][:len(u0)]
-            from0_w = Array(w0.pw)[i0]
-            from0_a = Array(w0.pa)[i0]
+            for g in range(G):
+                ents = list(range(4 * g, min(J, 4 * g + 4)))
+                t_next += [(t_grp_w[k][g], Array([w0.pw[e] for e in ents])[i0[:2]]),
+                           (t_grp_a[k][g], Array([w0.pa[e] for e in ents])[i0[:2]])]
             from1_w, from1_a = w1.pw[k], w1.pa[k]
             for j in range(k):            # r0 = k - j: pair 1's pair j
                 r0_is = r0_le[k - j] & ~r0_le[k - j - 1]
                 from1_w = Mux(r0_is, w1.pw[j], from1_w)
                 from1_a = Mux(r0_is, w1.pa[j], from1_a)
-            op_w.append(Mux(~r0_le[k], from0_w, from1_w))
-            op_a.append(Mux(~r0_le[k], from0_a, from1_a))
+            t_next += [(t_hi[k], i0[2:]), (t_from1_w[k], from1_w), (t_from1_a[k], from1_a),
+                       (t_use0[k], ~r0_le[k])]
+        op_w = [Mux(t_use0[k], Array(t_grp_w[k])[t_hi[k]], t_from1_w[k]) for k in range(M)]
+        op_a = [Mux(t_use0[k], Array(t_grp_a[k])[t_hi[k]], t_from1_a[k]) for k in range(M)]
 
         # queue update: pop 0..2 (when advancing), push 0..1; one-hot pop count
         pop2 = Signal()
@@ -431,9 +450,10 @@ class PE(wiring.Component):
         taken = self.o.valid & self.o.ready
         total = acc + sum(s2_p)
         with m.If(advance):
+            m.d.sync += [reg.eq(val) for reg, val in t_next]
             m.d.sync += [
-                s1_valid.eq(sel_gt),
-                s1_close.eq(close), s1_err.eq(chunk_err),
+                t_valid.eq(sel_gt), t_close.eq(close), t_err.eq(chunk_err),
+                s1_valid.eq(t_valid), s1_close.eq(t_close), s1_err.eq(t_err),
                 s2_close.eq(s1_close), s2_err.eq(s1_err), s2_any.eq(s1_valid.any() | s1_close),
             ]
             for k in range(M):
@@ -477,7 +497,8 @@ class PE(wiring.Component):
                 m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(res)]
 
         # ------------------------------------------------------------ counters
-        busy = (in_v | p1_v | pc_v | up_v | cp_v | v0 | s1_valid.any() | s1_close | s2_any
+        busy = (in_v | p1_v | pc_v | up_v | cp_v | v0 | t_valid.any() | t_close
+                | s1_valid.any() | s1_close | s2_any
                 | s2_close | self.o.valid)
         empty = ((consumed0 & c0.cle[0]).as_unsigned()
                  + (consumed1 & c1.cle[0]).as_unsigned())

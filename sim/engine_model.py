@@ -27,7 +27,7 @@ from .pe_model import PE_STAGES
 __all__ = ["engine_steps", "engine_cycles", "ENGINE_LATENCY"]
 
 # start-up (CHECK, first read) and the output stages up to the done cycle
-ENGINE_LATENCY = 28
+ENGINE_LATENCY = 30
 # from a PE's last select of an accumulation to its result in the output register
 PE_TO_OUT = 0
 # from a step's broadcast to the earliest cycle a PE can finish it: the PE's input,
@@ -80,8 +80,8 @@ def engine_cycles(job: Job, cfg: Config,
     pairs, lasts = engine_steps(job, cfg) if steps is None else steps
     P, N = pairs.shape
     M = cfg.multipliers
-    # engine queue, feeder register, the PE's stage registers, its pair queue
-    Q = cfg.queue_depth + 1 + PE_STAGES + max(2, cfg.queue_depth)
+    # engine queue, the feeder's two registers, the PE's stage registers, its pair queue
+    Q = cfg.queue_depth + 2 + PE_STAGES + max(2, cfg.queue_depth)
     # a chunk costs at least half a cycle (the window retires two a cycle at most), and an
     # accumulation ends on a whole cycle (the window never looks past its last chunk)
     work = np.maximum(pairs / M, 0.5).tolist()

@@ -22,10 +22,10 @@ __all__ = ["pe_golden", "pe_chunks", "pe_cycles", "PECycles", "PE_LATENCY", "pe_
 # compress
 PE_STAGES = 5
 # cycles from a chunk pair offered to its result leaving: the stages before the queue,
-# queue / window, select, multiply, accumulate / output register
-PE_LATENCY = PE_STAGES + 4
+# queue / window, select (two cycles), multiply, accumulate / output register
+PE_LATENCY = PE_STAGES + 5
 # of which from the select stage to the result in the output register
-SELECT_TO_OUT = 3
+SELECT_TO_OUT = 4
 
 
 def _wrap(v: int, bits: int) -> int:
@@ -128,7 +128,7 @@ def pe_cycles(w_chunks: Sequence[Chunk], a_chunks: Sequence[Chunk], cfg: Config,
     busy_in += [False] * (SELECT_TO_OUT + 1)
     acts += [False] * (SELECT_TO_OUT + 1)
     cl = set(closes)
-    busy = sum(busy_in[t] or (t >= 1 and acts[t - 1]) or (t >= 2 and acts[t - 2])
+    busy = sum(busy_in[t] or any(t >= d and acts[t - d] for d in range(1, SELECT_TO_OUT))
                or (t - SELECT_TO_OUT) in cl for t in range(n))
     last = (closes[-1] + SELECT_TO_OUT) if closes else 0
     return PECycles(last + 1, macs, idle, empty, busy, len(closes))
