@@ -17,7 +17,7 @@ Host port: a word-addressed bus (``docs/engine.md`` has the register and memory 
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -203,45 +203,54 @@ class Engine(wiring.Component):
             pes.append(pe)
             queues.append(q)
             head = data.View(entry_layout, q.r_data)
-            # Two entries between the queue and the PE: the weight block RAM's output
-            # register (with the activation chunk read beside it: st_a, st_last; valid
-            # st_valid) and a skid register behind it (sk_*). The block RAM is read while
-            # fewer than two entries will be held (`room`, a flip-flop), so its read enable
-            # is two flip-flops ANDed and does not wait for the PE's `ready` (Fmax: that
-            # route crossed the chip). The PE sees the skid entry first (the older one).
-            st_valid = Signal(name=f"st_valid{p}")
-            st_a = Signal(CW, name=f"st_a{p}")
-            st_last = Signal(name=f"st_last{p}")
-            sk_valid = Signal(name=f"sk_valid{p}")
-            sk_w = Signal(CW, name=f"sk_w{p}")
-            sk_a = Signal(CW, name=f"sk_a{p}")
-            sk_last = Signal(name=f"sk_last{p}")
+            # Between the queue and the PE: the weight block RAM's output (`bv`: read last
+            # cycle; the activation chunk and `last` registered beside it) is written
+            # straight into one of three registers of a circular buffer, which the PE
+            # reads. So no logic sits between the block RAM's output and a flip-flop
+            # (clock-to-out of a DP16KD is 5.8 ns), and the block RAM is read while the
+            # buffer, counting the entry on the RAM's output, will hold at most two
+            # (`room`, a flip-flop): its read enable is two flip-flops ANDed and does not
+            # wait for the PE's `ready` (Fmax: that route crossed the chip). Three
+            # registers let a PE that takes every cycle get a chunk every cycle.
+            NB = 3
+            bv = Signal(name=f"bv{p}")
+            b_a = Signal(CW, name=f"b_a{p}")
+            b_last = Signal(name=f"b_last{p}")
+            e_w = [Signal(CW, name=f"e{p}_w{i}") for i in range(NB)]
+            e_a = [Signal(CW, name=f"e{p}_a{i}") for i in range(NB)]
+            e_last = [Signal(name=f"e{p}_last{i}") for i in range(NB)]
+            wp = Signal(range(NB), name=f"wp{p}")
+            rp = Signal(range(NB), name=f"rp{p}")
+            held = Signal(range(NB + 1), name=f"held{p}")
+            nonempty = Signal(name=f"nonempty{p}")       # held != 0
             room = Signal(init=1, name=f"room{p}")
-            takes = (st_valid | sk_valid) & pe.w.ready & pe.a.ready
+            takes = nonempty & pe.w.ready & pe.a.ready
             load = q.r_rdy & room
-            st_left = st_valid & ~(takes & ~sk_valid)      # RAM-side entry still held
-            sk_left = sk_valid & ~takes
-            # both held: the RAM-side entry stays (no load: room was 0); one held: it is
-            # (or moves to) the skid register, so a load may replace the RAM output
-            sk_next = st_left | sk_left
-            st_next = load | (st_left & sk_left)
-            m.d.sync += [sk_valid.eq(sk_next), st_valid.eq(st_next),
-                         room.eq(~(sk_next & st_next))]
-            with m.If(st_left & ~sk_left):
-                m.d.sync += [sk_w.eq(wgt_r[p].data), sk_a.eq(st_a), sk_last.eq(st_last)]
+            held_n = Signal(range(NB + 1), name=f"held_n{p}")
+            m.d.comb += held_n.eq(held + bv - takes)
+            m.d.sync += [bv.eq(load), held.eq(held_n), nonempty.eq(held_n != 0),
+                         room.eq(held_n + load <= NB - 1)]
             m.d.comb += [q.r_en.eq(load), wgt_r[p].addr.eq(head.waddr), wgt_r[p].en.eq(load),
                          pe.clear.eq(pe_clear)]
             with m.If(load):
-                m.d.sync += [st_a.eq(head.a), st_last.eq(head.last)]
-            w_word = Mux(sk_valid, sk_w, wgt_r[p].data)
-            a_word = Mux(sk_valid, sk_a, st_a)
-            e_last = Mux(sk_valid, sk_last, st_last)
+                m.d.sync += [b_a.eq(head.a), b_last.eq(head.last)]
+            with m.If(bv):
+                for i in range(NB):
+                    with m.If(wp == i):
+                        m.d.sync += [e_w[i].eq(wgt_r[p].data), e_a[i].eq(b_a),
+                                     e_last[i].eq(b_last)]
+                m.d.sync += wp.eq(Mux(wp == NB - 1, 0, wp + 1))
+            with m.If(takes):
+                m.d.sync += rp.eq(Mux(rp == NB - 1, 0, rp + 1))
+            w_word = Array(e_w)[rp]
+            a_word = Array(e_a)[rp]
+            w_last = Array(e_last)[rp]
             m.d.comb += [
-                pe.w.valid.eq(st_valid | sk_valid), pe.a.valid.eq(st_valid | sk_valid),
+                pe.w.valid.eq(nonempty), pe.a.valid.eq(nonempty),
                 pe.w.payload.mask.eq(w_word[0:J]), pe.w.payload.values.eq(w_word[J:CW]),
-                pe.w.payload.last.eq(e_last),
+                pe.w.payload.last.eq(w_last),
                 pe.a.payload.mask.eq(a_word[0:J]), pe.a.payload.values.eq(a_word[J:CW]),
-                pe.a.payload.last.eq(e_last),
+                pe.a.payload.last.eq(w_last),
             ]
 
         # ------------------------------------------------------------ sequencer

@@ -32,7 +32,7 @@ ENGINE_LATENCY = 30
 PE_TO_OUT = 0
 # from a step's broadcast to the earliest cycle a PE can finish it: the PE's input,
 # count, unpack and compress registers come before its queue
-ARRIVE = 1 + PE_STAGES
+ARRIVE = 2 + PE_STAGES
 # result slots at a PE's output: it stalls while this many results wait to be collected
 OUT_SLOTS = 4
 
@@ -80,8 +80,9 @@ def engine_cycles(job: Job, cfg: Config,
     pairs, lasts = engine_steps(job, cfg) if steps is None else steps
     P, N = pairs.shape
     M = cfg.multipliers
-    # engine queue, the feeder's two registers, the PE's stage registers, its pair queue
-    Q = cfg.queue_depth + 2 + PE_STAGES + max(2, cfg.queue_depth)
+    # engine queue, the feeder's three registers, the PE's stage registers, its pair
+    # queue
+    Q = cfg.queue_depth + 3 + PE_STAGES + max(2, cfg.queue_depth)
     # a chunk costs at least half a cycle (the window retires two a cycle at most), and an
     # accumulation ends on a whole cycle (the window never looks past its last chunk)
     work = np.maximum(pairs / M, 0.5).tolist()
