@@ -179,16 +179,23 @@ class Engine(wiring.Component):
             act_mem.w_addr.eq(Mux(enc_act_en, enc_act_addr, entry)),
             act_mem.w_data.eq(Mux(enc_act_en, enc_act_data, chunk_word)),
             act_mem.w_en.eq(enc_act_en | (commit & hb_rg["ACT"])),
-            kmap_w.addr.eq(offset), kmap_w.data.eq(hb_wdata),
-            kmap_w.en.eq(host_wr & hb_rg["KMAP"]),
-            mult_w.addr.eq(offset), mult_w.data.eq(hb_wdata[0:16]),
-            mult_w.en.eq(host_wr & hb_rg["MULT"]),
-            shift_w.addr.eq(offset), shift_w.data.eq(hb_wdata[0:6]),
-            shift_w.en.eq(host_wr & hb_rg["SHIFT"]),
         ]
+
+        def write_reg(port, addr, data, en, name):
+            # a memory write registered on its way (address, data, enable): it lands a
+            # cycle later, and the block RAM's port (which Yosys may share with the read,
+            # the write enable then selecting the address) is fed from flip-flops
+            ra = Signal(len(port.addr), name=f"{name}_wa")
+            rd = Signal(len(port.data), name=f"{name}_wd", reset_less=True)
+            re = Signal(name=f"{name}_we")
+            m.d.sync += [ra.eq(addr), rd.eq(data), re.eq(en)]
+            m.d.comb += [port.addr.eq(ra), port.data.eq(rd), port.en.eq(re)]
+
+        write_reg(kmap_w, offset, hb_wdata, host_wr & hb_rg["KMAP"], "kmap")
+        write_reg(mult_w, offset, hb_wdata[0:16], host_wr & hb_rg["MULT"], "mult")
+        write_reg(shift_w, offset, hb_wdata[0:6], host_wr & hb_rg["SHIFT"], "shift")
         for p in range(P):
-            m.d.comb += [wgt_w[p].addr.eq(entry), wgt_w[p].data.eq(chunk_word),
-                         wgt_w[p].en.eq(commit & hb_rg[f"WGT{p}"])]
+            write_reg(wgt_w[p], entry, chunk_word, commit & hb_rg[f"WGT{p}"], f"wgt{p}")
 
         # ------------------------------------------------------------ PEs and feeders
         pes = []

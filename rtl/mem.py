@@ -65,7 +65,8 @@ class BankedMemory(wiring.Component):
     Members
     -------
     w_addr, w_data, w_en : In
-        Write port (one word a cycle).
+        Write port (one word a cycle; registered, so a word is stored a cycle after its
+        ``w_en``).
     r_addr, r_en, r_en2 : In
         Read: address step (``r_en``) and bank-register step (``r_en2``).
     r_data : Out(width)
@@ -92,6 +93,13 @@ class BankedMemory(wiring.Component):
         sel1 = Signal(sel_bits)
         sel2 = Signal(sel_bits)
         qs = []
+        # writes are registered (address, data, one enable per bank) and reach the block
+        # RAMs a cycle later (Fmax: Yosys may share a block RAM port between the write and
+        # the read, so the write enable selects the port's address; from a flip-flop that
+        # is one LUT)
+        wa = Signal(bb, name="wa")
+        wd = Signal(self.width, name="wd", reset_less=True)
+        m.d.sync += [wa.eq(self.w_addr[:bb]), wd.eq(self.w_data)]
         for b in range(nb):
             depth = min(1 << bb, self.depth - (b << bb))
             mem = Memory(shape=self.width, depth=depth, init=[])
@@ -99,8 +107,9 @@ class BankedMemory(wiring.Component):
             wp = mem.write_port()
             rp = read_port_no_rw(m, mem, f"bank{b}_rd")
             hit = (self.w_addr[bb:] == b) if nb > 1 else 1
-            m.d.comb += [wp.addr.eq(self.w_addr[:bb]), wp.data.eq(self.w_data),
-                         wp.en.eq(self.w_en & hit),
+            we = Signal(name=f"we{b}")
+            m.d.sync += we.eq(self.w_en & hit)
+            m.d.comb += [wp.addr.eq(wa), wp.data.eq(wd), wp.en.eq(we),
                          rp.addr.eq(self.r_addr[:bb]), rp.en.eq(self.r_en)]
             q = Signal(self.width, name=f"q{b}", reset_less=True)
             with m.If(self.r_en2):
