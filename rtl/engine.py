@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sim.config import Config
 from .fifo import FeedQueue
-from .mem import BankedMemory, read_port_no_rw
+from .mem import BankedMemory, read_port_no_rw, write_port_reg
 from .pe import PE
 
 __all__ = ["Engine", "EngineError", "HostSignature", "REG", "REGION"]
@@ -101,23 +101,24 @@ class Engine(wiring.Component):
         # ------------------------------------------------------------ memories
         # the activation and output memories are banked with a registered read
         # (rtl/mem.py): a word is selected after the bank registers, not straight out of
-        # the block RAMs
+        # the block RAMs; every memory write port is registered on its way
+        # (`write_port_reg`: a word lands a cycle after its write)
         m.submodules.act_mem = act_mem = BankedMemory(CW, cfg.act_mem_chunks)
         wgt_w, wgt_r = [], []
         for p in range(P):
             mem = Memory(shape=CW, depth=cfg.wgt_mem_chunks, init=[])
             m.submodules[f"wgt_mem{p}"] = mem
-            wgt_w.append(mem.write_port())
+            wgt_w.append(write_port_reg(m, mem, f"wgt{p}"))
             wgt_r.append(read_port_no_rw(m, mem, f"wgt{p}_rd"))
         m.submodules.kmap_mem = kmap_mem = Memory(shape=kb, depth=P * FM, init=[])
-        kmap_w = kmap_mem.write_port()
+        kmap_w = write_port_reg(m, kmap_mem, "kmap")
         kmap_r = read_port_no_rw(m, kmap_mem, "kmap_rd")
         m.submodules.mult_mem = mult_mem = Memory(shape=signed(16), depth=cfg.max_filters,
                                                   init=[])
-        mult_w = mult_mem.write_port()
+        mult_w = write_port_reg(m, mult_mem, "mult")
         mult_r = read_port_no_rw(m, mult_mem, "mult_rd")
         m.submodules.shift_mem = shift_mem = Memory(shape=6, depth=cfg.max_filters, init=[])
-        shift_w = shift_mem.write_port()
+        shift_w = write_port_reg(m, shift_mem, "shift")
         shift_r = read_port_no_rw(m, shift_mem, "shift_rd")
         m.submodules.out_mem = out_mem = BankedMemory(32, cfg.out_mem_words)
 
@@ -179,23 +180,16 @@ class Engine(wiring.Component):
             act_mem.w_addr.eq(Mux(enc_act_en, enc_act_addr, entry)),
             act_mem.w_data.eq(Mux(enc_act_en, enc_act_data, chunk_word)),
             act_mem.w_en.eq(enc_act_en | (commit & hb_rg["ACT"])),
+            kmap_w.addr.eq(offset), kmap_w.data.eq(hb_wdata),
+            kmap_w.en.eq(host_wr & hb_rg["KMAP"]),
+            mult_w.addr.eq(offset), mult_w.data.eq(hb_wdata[0:16]),
+            mult_w.en.eq(host_wr & hb_rg["MULT"]),
+            shift_w.addr.eq(offset), shift_w.data.eq(hb_wdata[0:6]),
+            shift_w.en.eq(host_wr & hb_rg["SHIFT"]),
         ]
-
-        def write_reg(port, addr, data, en, name):
-            # a memory write registered on its way (address, data, enable): it lands a
-            # cycle later, and the block RAM's port (which Yosys may share with the read,
-            # the write enable then selecting the address) is fed from flip-flops
-            ra = Signal(len(port.addr), name=f"{name}_wa")
-            rd = Signal(len(port.data), name=f"{name}_wd", reset_less=True)
-            re = Signal(name=f"{name}_we")
-            m.d.sync += [ra.eq(addr), rd.eq(data), re.eq(en)]
-            m.d.comb += [port.addr.eq(ra), port.data.eq(rd), port.en.eq(re)]
-
-        write_reg(kmap_w, offset, hb_wdata, host_wr & hb_rg["KMAP"], "kmap")
-        write_reg(mult_w, offset, hb_wdata[0:16], host_wr & hb_rg["MULT"], "mult")
-        write_reg(shift_w, offset, hb_wdata[0:6], host_wr & hb_rg["SHIFT"], "shift")
         for p in range(P):
-            write_reg(wgt_w[p], entry, chunk_word, commit & hb_rg[f"WGT{p}"], f"wgt{p}")
+            m.d.comb += [wgt_w[p].addr.eq(entry), wgt_w[p].data.eq(chunk_word),
+                         wgt_w[p].en.eq(commit & hb_rg[f"WGT{p}"])]
 
         # ------------------------------------------------------------ PEs and feeders
         pes = []

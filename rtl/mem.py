@@ -30,6 +30,23 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["BankedMemory", "read_port_no_rw"]
 
+def write_port_reg(m: Module, mem: Memory, name: str) -> SimpleNamespace:
+    """A write port of ``mem`` with members ``addr``, ``data`` and ``en`` registered on their
+    way: a word is stored a cycle after its ``en``. Yosys may put a block RAM's write and
+    read on one shared port, the write enable then selecting the port's address; fed from
+    flip-flops, that is one LUT (Fmax)."""
+    wp = mem.write_port()
+    port = SimpleNamespace(addr=Signal(len(wp.addr), name=f"{name}_wa"),
+                           data=Signal(len(wp.data), name=f"{name}_wd"),
+                           en=Signal(name=f"{name}_we"))
+    ra = Signal(len(wp.addr), name=f"{name}_wa_r")
+    rd = Signal(len(wp.data), name=f"{name}_wd_r", reset_less=True)
+    re = Signal(name=f"{name}_we_r")
+    m.d.sync += [ra.eq(port.addr), rd.eq(port.data), re.eq(port.en)]
+    m.d.comb += [wp.addr.eq(ra), wp.data.eq(rd), wp.en.eq(re)]
+    return port
+
+
 def read_port_no_rw(m: Module, mem: Memory, name: str) -> SimpleNamespace:
     """A synchronous read port of ``mem`` with members ``addr``, ``en`` and ``data``, timed
     as ``mem.read_port(domain="sync")``, for a memory whose reads never use a word read in
@@ -93,23 +110,15 @@ class BankedMemory(wiring.Component):
         sel1 = Signal(sel_bits)
         sel2 = Signal(sel_bits)
         qs = []
-        # writes are registered (address, data, one enable per bank) and reach the block
-        # RAMs a cycle later (Fmax: Yosys may share a block RAM port between the write and
-        # the read, so the write enable selects the port's address; from a flip-flop that
-        # is one LUT)
-        wa = Signal(bb, name="wa")
-        wd = Signal(self.width, name="wd", reset_less=True)
-        m.d.sync += [wa.eq(self.w_addr[:bb]), wd.eq(self.w_data)]
         for b in range(nb):
             depth = min(1 << bb, self.depth - (b << bb))
             mem = Memory(shape=self.width, depth=depth, init=[])
             m.submodules[f"bank{b}"] = mem
-            wp = mem.write_port()
+            wp = write_port_reg(m, mem, f"bank{b}")   # writes land a cycle later
             rp = read_port_no_rw(m, mem, f"bank{b}_rd")
             hit = (self.w_addr[bb:] == b) if nb > 1 else 1
-            we = Signal(name=f"we{b}")
-            m.d.sync += we.eq(self.w_en & hit)
-            m.d.comb += [wp.addr.eq(wa), wp.data.eq(wd), wp.en.eq(we),
+            m.d.comb += [wp.addr.eq(self.w_addr[:bb]), wp.data.eq(self.w_data),
+                         wp.en.eq(self.w_en & hit),
                          rp.addr.eq(self.r_addr[:bb]), rp.en.eq(self.r_en)]
             q = Signal(self.width, name=f"q{b}", reset_less=True)
             with m.If(self.r_en2):
