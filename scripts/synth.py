@@ -298,13 +298,13 @@ def synth_block(block: str, cfg: Config | None = None, build_dir: str | Path = "
     (build_dir / "top.il").write_text(
         rtlil.convert(top, name="top", ports=[top.clk, top.din, top.dout]))
     t0 = time.time()
-    subprocess.run([_tool("yosys"), "-q", "-l", "yosys.log",
-                    "-p", "read_rtlil top.il; synth_ecp5 -top top -json top.json"],
-                   cwd=build_dir, check=True)
-    subprocess.run([_tool("nextpnr-ecp5"), "--85k", "--package", "CABGA381",
-                    "--speed", "6", "--json", "top.json", "--freq", str(clock_mhz),
-                    "--timing-allow-fail", "--log", "nextpnr.log"],
-                   cwd=build_dir, check=True, capture_output=True)
+    _check_run([_tool("yosys"), "-q", "-l", "yosys.log",
+                "-p", "read_rtlil top.il; synth_ecp5 -top top -json top.json"],
+               build_dir, build_dir / "yosys.log", "yosys")
+    _check_run([_tool("nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+                "--speed", "6", "--json", "top.json", "--freq", str(clock_mhz),
+                "--timing-allow-fail", "--log", "nextpnr.log"],
+               build_dir, build_dir / "nextpnr.log", "nextpnr")
     text = (build_dir / "nextpnr.log").read_text()
     util = dict(re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%", text))
     res = {"block": block, "fmax_mhz": _fmax_in(text),

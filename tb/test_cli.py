@@ -188,3 +188,13 @@ def test_synth_bad_seeds(tmp_path: Path, capsys) -> None:
         with pytest.raises(SynthError, match=msg.replace("[", r"\[").replace("]", r"\]")):
             synth(board, Config(), bd, seeds=seeds)
     assert not bd.exists()
+
+
+def test_synth_block_tool_failure(tmp_path: Path, monkeypatch) -> None:
+    """A tool that fails in the out-of-context block flow gives a SynthError naming the
+    tool and its log, not a bare CalledProcessError."""
+    from doublesparse.scripts import synth as synth_mod
+
+    monkeypatch.setattr(synth_mod, "_tool", lambda name: "false")
+    with pytest.raises(synth_mod.SynthError, match=r"yosys failed: .*log: .*yosys\.log"):
+        synth_mod.synth_block("pe", build_dir=tmp_path / "blk")
