@@ -1,8 +1,9 @@
 """cocotb on the engine's emitted Verilog under every simulator in ``DS_SIMS``: small layers
 covering densities 0..1, stride and padding, K not a multiple of P, C not a multiple of J,
 1x1 convolutions, a fully-connected layer (1x1 conv on a 1x1 image), an all-zero and a
-dense layer, requantization with ReLU; bad descriptors end in an error code without a hang
-and the next job is still correct; the performance model is checked against the RTL."""
+dense layer, requantization with and without ReLU (clamped both ways); bad descriptors end
+in an error code without a hang and the next job is still correct; the performance model is
+checked against the RTL."""
 
 from __future__ import annotations
 
@@ -39,17 +40,17 @@ def _naive_conv(w, a, stride, pad):
     return out
 
 
-# (name, K, C, R, S, H, W, stride, pad, d_w, d_a, requant)
+# (name, K, C, R, S, H, W, stride, pad, d_w, d_a, requant: None, "relu" or "linear")
 CASES = [
-    ("3x3_pad1", 6, 20, 3, 3, 5, 6, 1, 1, 0.3, 0.5, False),
-    ("3x3_stride2_requant", 5, 17, 3, 3, 7, 6, 2, 0, 0.5, 0.6, True),
-    ("5x5_pad2_stride2", 4, 9, 5, 5, 6, 5, 2, 2, 0.4, 0.4, False),
-    ("7x7_pad3", 3, 5, 7, 7, 4, 4, 1, 3, 0.5, 0.7, False),
-    ("1x1", 9, 33, 1, 1, 3, 4, 1, 0, 0.25, 0.5, True),
-    ("fc", 10, 40, 1, 1, 1, 1, 1, 0, 0.3, 0.6, False),
-    ("all_zero_weights", 4, 16, 3, 3, 4, 4, 1, 1, 0.0, 0.5, False),
-    ("dense", 4, 16, 3, 3, 4, 4, 1, 1, 1.0, 1.0, False),
-    ("sparse_acts", 7, 24, 3, 3, 5, 5, 1, 1, 1.0, 0.05, True),
+    ("3x3_pad1", 6, 20, 3, 3, 5, 6, 1, 1, 0.3, 0.5, None),
+    ("3x3_stride2_requant", 5, 17, 3, 3, 7, 6, 2, 0, 0.5, 0.6, "relu"),
+    ("5x5_pad2_stride2", 4, 9, 5, 5, 6, 5, 2, 2, 0.4, 0.4, None),
+    ("7x7_pad3", 3, 5, 7, 7, 4, 4, 1, 3, 0.5, 0.7, None),
+    ("1x1", 9, 33, 1, 1, 3, 4, 1, 0, 0.25, 0.5, "linear"),
+    ("fc", 10, 40, 1, 1, 1, 1, 1, 0, 0.3, 0.6, None),
+    ("all_zero_weights", 4, 16, 3, 3, 4, 4, 1, 1, 0.0, 0.5, None),
+    ("dense", 4, 16, 3, 3, 4, 4, 1, 1, 1.0, 1.0, None),
+    ("sparse_acts", 7, 24, 3, 3, 5, 5, 1, 1, 1.0, 0.05, "relu"),
 ]
 
 
@@ -67,8 +68,10 @@ def test_engine_layers(sim: str) -> None:
         ref = acc
         if rq:
             req = (rng.integers(1, 300, K), rng.integers(6, 14, K))
-            ref = requantize(acc, *req, relu=True)
-        job = make_job(w, a, CFG, st, pad, req, True, balance=name != "1x1")
+            ref = requantize(acc, *req, relu=rq == "relu")
+            if rq == "linear":      # the layer must reach both ends of the int8 clamp
+                assert (ref == 127).any() and (ref == -128).any() and (ref < 0).any(), ref
+        job = make_job(w, a, CFG, st, pad, req, rq != "linear", balance=name != "1x1")
         runs.append(engine_run_dict(job, CFG))
         refs.append((name, ref))
         jobs.append(job)
