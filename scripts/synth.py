@@ -33,7 +33,8 @@ BOARDS = ("ulx3s-85f", "icebreaker")
 # is given. nextpnr is deterministic for one netlist and seed, and the routed Fmax of this
 # design moves by up to ~13 MHz from seed to seed (docs/performance.md), so the default is
 # a seed measured to meet 100 MHz on the default config's netlist (88724c8: seed 3,
-# 103.46 MHz; seed 2 gives 95.90). Re-pick it with --seeds when the RTL changes.
+# 103.46 MHz; seed 2 gives 95.90) with the tool versions pinned in pyproject.toml.
+# Re-pick it with --seeds when the RTL or a tool version changes.
 DEFAULT_SEED = {"ulx3s-85f": 3}
 
 
