@@ -28,7 +28,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "read_port_no_rw"]
+__all__ = ["BankedMemory", "read_port_no_rw", "write_port_reg"]
 
 def write_port_reg(m: Module, mem: Memory, name: str) -> SimpleNamespace:
     """A write port of ``mem`` with members ``addr``, ``data`` and ``en`` registered on their

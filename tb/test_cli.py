@@ -200,7 +200,7 @@ def test_synth_block_tool_failure(tmp_path: Path, monkeypatch) -> None:
         synth_mod.synth_block("pe", build_dir=tmp_path / "blk")
 
 
-def test_synth_default_seed(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_synth_default_seed(tmp_path: Path, monkeypatch) -> None:
     """Without --seed / --seeds the ULX3S build uses the documented default seed; --seed
     and --seeds override it (synth itself is replaced: this checks the arguments only)."""
     from doublesparse.scripts import synth as synth_mod
@@ -219,4 +219,3 @@ def test_synth_default_seed(tmp_path: Path, monkeypatch, capsys) -> None:
     assert main(["synth", "--seeds", "1,2", "--build-dir", bd]) == 0
     assert got == [("ulx3s-85f", [synth_mod.DEFAULT_SEED["ulx3s-85f"]]), ("ulx3s-85f", [7]),
                    ("ulx3s-85f", [1, 2])], got
-    capsys.readouterr()
