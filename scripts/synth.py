@@ -66,7 +66,9 @@ class BoardTop(Elaboratable):
 # design moves by up to ~13 MHz from seed to seed (docs/performance.md), so the default is
 # a seed measured to meet 100 MHz on the default config's netlist (88724c8: seed 3,
 # 103.46 MHz; seed 2 gives 95.90) with the tool versions pinned in pyproject.toml.
-# Re-pick it with --seeds when the RTL or a tool version changes.
+# Re-pick it with --seeds when the RTL or a tool version changes. The netlist also holds
+# the source paths (RTLIL src attributes, in Yosys's cell names): the figure holds for a
+# checkout at /work/main; elsewhere the placement differs (docs/performance.md).
 DEFAULT_SEED = {"ulx3s-85f": 3}
 # (Defined below BoardTop: the board top's source lines name cells in the netlist, so
 # moving them changes the build.)
