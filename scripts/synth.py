@@ -22,11 +22,12 @@ from pathlib import Path
 
 from amaranth import Cat, ClockDomain, Elaboratable, Module, Signal, Value
 from amaranth.back import rtlil
+from amaranth.lib import io
 
 from ..rtl.engine import Engine
 from ..sim.config import Config
 
-__all__ = ["BOARDS", "DEFAULT_SEED", "synth", "synth_block", "SynthError"]
+__all__ = ["BOARDS", "DEFAULT_SEED", "board_plan", "synth", "synth_block", "SynthError"]
 
 BOARDS = ("ulx3s-85f", "icebreaker")
 
@@ -42,11 +43,16 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = eng = Engine(self.cfg)
-        uart = platform.request("uart", 0)
-        strobe = platform.request("button_fire", 0)
-        leds = [platform.request("led", i) for i in range(2)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx = tx = io.Buffer("o", uart.tx)
+        m.submodules.fire = strobe = io.Buffer("i", platform.request("button_fire", 0, dir="-"))
+        leds = []
+        for i in range(2):
+            m.submodules[f"led{i}"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
+            leds.append(led)
         shreg = Signal(66)
-        m.d.sync += shreg.eq(Cat(uart.rx.i, shreg[:-1]))
+        m.d.sync += shreg.eq(Cat(rx.i, shreg[:-1]))
         s_prev = Signal()
         m.d.sync += s_prev.eq(strobe.i)
         fire = strobe.i & ~s_prev
@@ -57,21 +63,18 @@ class BoardTop(Elaboratable):
             m.d.sync += out.eq(eng.host.rdata)
         with m.Else():
             m.d.sync += out.eq(Cat(out[1:], out[0]))
-        m.d.comb += [uart.tx.o.eq(out[0]), leds[0].o.eq(eng.busy), leds[1].o.eq(eng.done)]
+        m.d.comb += [tx.o.eq(out[0]), leds[0].o.eq(eng.busy), leds[1].o.eq(eng.done)]
         return m
 
 
 # The placement seed `doublesparse synth` uses on a board when neither --seed nor --seeds
 # is given. nextpnr is deterministic for one netlist and seed, and the routed Fmax of this
 # design moves by up to ~13 MHz from seed to seed (docs/performance.md), so the default is
-# a seed measured to meet 100 MHz on the default config's netlist (88724c8: seed 3,
-# 103.46 MHz; seed 2 gives 95.90) with the tool versions pinned in pyproject.toml.
-# Re-pick it with --seeds when the RTL or a tool version changes. The netlist also holds
-# the source paths (RTLIL src attributes, in Yosys's cell names): the figure holds for a
-# checkout at /work/main; elsewhere the placement differs (docs/performance.md).
+# a seed measured on the default config's netlist with the tool versions pinned in
+# pyproject.toml. Re-pick it with --seeds when the RTL or a tool version changes. The
+# netlist holds no source paths (board_plan), so the figure holds wherever the checkout is.
+# (Being re-measured: the netlist changed when source paths were dropped.)
 DEFAULT_SEED = {"ulx3s-85f": 3}
-# (Defined below BoardTop: the board top's source lines name cells in the netlist, so
-# moving them changes the build.)
 
 
 def _platform(board: str, clock_mhz: float):
@@ -199,6 +202,17 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
     return got, best
 
 
+def board_plan(board: str, cfg: Config, clock_mhz: float = 100.0, nextpnr_opts: str = ""):
+    """The board build's files (RTLIL, Yosys script, constraints, build script) as an
+    Amaranth BuildPlan, without running any tool. Source locations are left out of the
+    RTLIL (``emit_src=False``): Yosys's cell names contain them, and nextpnr places a
+    netlist whose names differ differently under the same seed, so with them the build
+    would depend on where the checkout lies. Without them the files are the same wherever
+    the package is installed (tb/test_cli.py checks this)."""
+    return _platform(board, clock_mhz).prepare(BoardTop(cfg), "top", nextpnr_opts=nextpnr_opts,
+                                               emit_src=False)
+
+
 def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
           clock_mhz: float = 100.0, nextpnr_opts: str = "", seeds: list[int] | None = None,
           jobs: int | None = None, progress=None) -> dict:
@@ -215,7 +229,6 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     if jobs < 1:
         raise SynthError(f"jobs must be at least 1, got {jobs}")
     progress = progress or (lambda msg: None)
-    plat = _platform(board, clock_mhz)
     build_dir = Path(build_dir).resolve()
     name = "top"
     if build_dir.exists():
@@ -225,15 +238,13 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     seeds_fmax, best = None, None
     try:
         # a missed clock target still yields a bitstream and a report (timing_met: false)
+        plan = board_plan(board, cfg, clock_mhz, opts)
         if seeds:
-            plan = plat.build(BoardTop(cfg), name=name, build_dir=str(build_dir),
-                              do_build=False, nextpnr_opts=opts)
             plan.extract(str(build_dir))
             seeds_fmax, best = _build_seeds(build_dir, name, list(seeds), jobs, nextpnr_opts,
                                             progress)
         else:
-            plat.build(BoardTop(cfg), name=name, build_dir=str(build_dir), do_program=False,
-                       nextpnr_opts=opts)
+            plan.execute_local(str(build_dir))
     except SynthError:
         raise
     except Exception as e:  # the toolchain raises with its whole log; keep the message short
@@ -309,7 +320,7 @@ def synth_block(block: str, cfg: Config | None = None, build_dir: str | Path = "
     build_dir.mkdir(parents=True, exist_ok=True)
     top = BlockTop(block, cfg)
     (build_dir / "top.il").write_text(
-        rtlil.convert(top, name="top", ports=[top.clk, top.din, top.dout]))
+        rtlil.convert(top, name="top", ports=[top.clk, top.din, top.dout], emit_src=False))
     t0 = time.time()
     _check_run([_tool("yosys"), "-q", "-l", "yosys.log",
                 "-p", "read_rtlil top.il; synth_ecp5 -top top -json top.json"],

@@ -219,3 +219,39 @@ def test_synth_default_seed(tmp_path: Path, monkeypatch) -> None:
     assert main(["synth", "--seeds", "1,2", "--build-dir", bd]) == 0
     assert got == [("ulx3s-85f", [synth_mod.DEFAULT_SEED["ulx3s-85f"]]), ("ulx3s-85f", [7]),
                    ("ulx3s-85f", [1, 2])], got
+
+
+def test_board_netlist_location_independent(tmp_path: Path) -> None:
+    """The board build's files do not depend on where the package lies: a copy of the
+    package elsewhere gives byte-identical RTLIL, Yosys script and constraints (source paths
+    in the netlist would reach Yosys's cell names and change nextpnr's placement)."""
+    import shutil
+    import sys
+
+    import doublesparse.scripts.synth as synth_mod
+    from doublesparse.sim.config import Config
+
+    repo = Path(synth_mod.__file__).resolve().parents[1]
+    copy = tmp_path / "elsewhere" / "doublesparse"
+    for sub in ("rtl", "sim", "scripts", "tb"):
+        shutil.copytree(repo / sub, copy / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import sys, doublesparse.scripts.synth as s\n"
+            "from doublesparse.sim.config import Config\n"
+            f"assert s.__file__.startswith({str(copy)!r}), s.__file__\n"
+            "files = s.board_plan('ulx3s-85f', Config(pes=2)).files\n"
+            "for n in ('top.il', 'top.ys', 'top.lpf'):\n"
+            "    sys.stdout.write(f'=== {n}\\n' + files[n])\n")
+    env = dict(os.environ, PYTHONPATH=str(copy.parent))
+    there = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, cwd=tmp_path)
+    assert there.returncode == 0, there.stderr
+    files = synth_mod.board_plan("ulx3s-85f", Config(pes=2)).files
+    here = "".join(f"=== {n}\n" + files[n] for n in ("top.il", "top.ys", "top.lpf"))
+    assert str(repo) not in here
+    if there.stdout != here:
+        pairs = zip(here, there.stdout, strict=False)
+        diff = next((i for i, (a, b) in enumerate(pairs) if a != b),
+                    min(len(here), len(there.stdout)))
+        raise AssertionError(f"netlists differ at character {diff}: here "
+                             f"{here[diff - 80:diff + 80]!r}, elsewhere "
+                             f"{there.stdout[diff - 80:diff + 80]!r}")
