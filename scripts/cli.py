@@ -451,9 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--board", choices=["ulx3s-85f", "icebreaker"], default="ulx3s-85f")
     y.add_argument("--mhz", type=float, default=100.0, help="clock constraint (MHz)")
     y.add_argument("--build-dir", default="build/synth")
-    y.add_argument("--seed", type=int, help="nextpnr placement seed (default on ulx3s-85f: 3, "
-                                            "the seed measured to meet 100 MHz on the default "
-                                            "config; elsewhere nextpnr's own)")
+    y.add_argument("--seed", type=int, help="nextpnr placement seed (default on ulx3s-85f: 2, "
+                                            "the best seed measured on the default config's "
+                                            "netlist; elsewhere nextpnr's own)")
     y.add_argument("--seeds", help="several placement seeds, e.g. 1,2,3: Yosys runs once, "
                                    "nextpnr once per seed, and the best seed's bitstream is "
                                    "kept (ulx3s-85f; every seed's Fmax is in the report)")
