@@ -332,19 +332,30 @@ class Engine(wiring.Component):
         s2_valid = Signal()
         s2_waddr = Signal(wb)
         s2_last = Signal()
+        # stage s3: the chunk once more in a register after the bank select. The bank
+        # registers (s2) then feed only the select beside the banks and stay beside their
+        # block RAMs (5.8 ns clock-to-out); s3 drives the routes to the queues. Without it
+        # the placer put the bank registers ~40 columns from their block RAMs, next to
+        # the queues, and block RAM -> bank register failed 10 ns on every seed
+        # (docs/performance.md, session 8)
+        s3_valid = Signal()
+        s3_waddr = Signal(wb)
+        s3_last = Signal()
+        s3_data = Signal(CW, reset_less=True)
         # all queues ready: one flip-flop beside the sequencer, loaded from the queues'
         # w_rdy_next (equal to ANDing their w_rdy, which are flip-flops beside the PEs; the
         # route from the PEs to the sequencer then ends at this register instead of
         # running on through the step logic)
         push_ok = Signal(init=1)
         m.d.sync += push_ok.eq(Cat(*[q.w_rdy_next for q in queues]).all())
-        advance = ~s2_valid | push_ok
-        # the chunk's address is taken with s1, the bank registers load with s2
+        advance = ~s3_valid | push_ok
+        # the chunk's address is taken with s1, the bank registers load with s2, s3 takes
+        # the selected bank's word
         m.d.comb += [act_mem.r_addr.eq(c_aaddr), act_mem.r_en.eq(advance),
                      act_mem.r_en2.eq(advance)]
         for q in queues:
-            m.d.comb += [q.w_en.eq(s2_valid & push_ok),
-                         q.w_data.eq(Cat(act_mem.r_data, s2_waddr, s2_last))]
+            m.d.comb += [q.w_en.eq(s3_valid & push_ok),
+                         q.w_data.eq(Cat(s3_data, s3_waddr, s3_last))]
         # the address products' constant operands as copies of their own (free-running,
         # settled in SETTLE): each DSP block's operands then come from registers that
         # need not sit beside the descriptor registers' other users
@@ -392,6 +403,8 @@ class Engine(wiring.Component):
                 s1_valid.eq(c2_v), s1_waddr.eq(c_waddr), s1_last.eq(c2_last),
                 s2_valid.eq(s1_valid), s2_waddr.eq(s1_waddr),
                 s2_last.eq(s1_last),
+                s3_valid.eq(s2_valid), s3_waddr.eq(s2_waddr), s3_last.eq(s2_last),
+                s3_data.eq(act_mem.r_data),
             ]
         with m.If(issue):
             with m.If(~last_c):
