@@ -71,7 +71,7 @@ class BoardTop(Elaboratable):
 # is given. nextpnr is deterministic for one netlist and seed, and the routed Fmax of this
 # design moves by up to ~13 MHz from seed to seed (docs/performance.md), so the default is
 # the best seed measured on the default config's netlist with the tool versions pinned in
-# pyproject.toml (31c588b: seed 2 95.25 MHz; 3d58165: seed 2 95.08, seed 3 93.48 MHz;
+# pyproject.toml (31c588b: seed 2 95.25 MHz, seed 3 94.66; 3d58165: seed 2 95.08, seed 3 93.48 MHz;
 # 100 MHz not met yet).
 # Re-pick it with --seeds when the RTL or a tool version changes. The netlist holds no
 # source paths (board_plan), so the figure holds wherever the checkout is.
