@@ -326,18 +326,18 @@ class Engine(wiring.Component):
         s1_valid = Signal()
         s1_waddr = Signal(wb)
         s1_last = Signal()
-        # stage s2: the activation chunk registered out of the block RAM before it fans out
-        # to the P queues (a block RAM's output routed across the array to the queues'
-        # distributed RAM does not fit a 10 ns cycle)
+        # stage s2: the activation chunk in the bank registers, straight out of the block
+        # RAM (a block RAM's output routed across the array to the queues' distributed
+        # RAM does not fit a 10 ns cycle)
         s2_valid = Signal()
         s2_waddr = Signal(wb)
         s2_last = Signal()
-        # stage s3: the chunk once more in a register after the bank select. The bank
-        # registers (s2) then feed only the select beside the banks and stay beside their
-        # block RAMs (5.8 ns clock-to-out); s3 drives the routes to the queues. Without it
-        # the placer put the bank registers ~40 columns from their block RAMs, next to
-        # the queues, and block RAM -> bank register failed 10 ns on every seed
-        # (docs/performance.md, session 8)
+        # stage s3: the chunk once more in a register after the bank select, which drives
+        # the routes to the queues. The bank registers (s2) then feed only the select, so
+        # nothing pulls them towards the queues: without s3 the placer put them ~40
+        # columns from their block RAMs (5.8 ns clock-to-out) and block RAM -> bank
+        # register failed 10 ns on both seeds. With it, one of two seeds still placed a
+        # bank register far away (docs/performance.md, session 8)
         s3_valid = Signal()
         s3_waddr = Signal(wb)
         s3_last = Signal()
