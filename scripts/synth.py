@@ -27,7 +27,7 @@ from amaranth.lib import io
 from ..rtl.engine import Engine
 from ..sim.config import Config
 
-__all__ = ["BOARDS", "DEFAULT_SEED", "board_plan", "synth", "synth_block", "SynthError"]
+__all__ = ["BOARDS", "board_plan", "synth", "synth_block", "SynthError"]
 
 BOARDS = ("ulx3s-85f", "icebreaker")
 
@@ -65,17 +65,6 @@ class BoardTop(Elaboratable):
             m.d.sync += out.eq(Cat(out[1:], out[0]))
         m.d.comb += [tx.o.eq(out[0]), leds[0].o.eq(eng.busy), leds[1].o.eq(eng.done)]
         return m
-
-
-# The placement seed `doublesparse synth` uses on a board when neither --seed nor --seeds
-# is given. nextpnr is deterministic for one netlist and seed, and the routed Fmax of this
-# design moves by up to ~13 MHz from seed to seed (docs/performance.md), so the default is
-# the best seed measured on the default config's netlist with the tool versions pinned in
-# pyproject.toml (31c588b: seed 2 95.25 MHz, seed 3 94.66; 3d58165: seed 2 95.08, seed 3 93.48 MHz;
-# 100 MHz not met yet).
-# Re-pick it with --seeds when the RTL or a tool version changes. The netlist holds no
-# source paths (board_plan), so the figure holds wherever the checkout is.
-DEFAULT_SEED = {"ulx3s-85f": 2}
 
 
 def _platform(board: str, clock_mhz: float):
@@ -203,14 +192,15 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
     return got, best
 
 
-def board_plan(board: str, cfg: Config, clock_mhz: float = 100.0, nextpnr_opts: str = ""):
+def board_plan(board: str, cfg: Config, clock_mhz: float = 100.0, nextpnr_opts: str = "",
+               name: str = "top"):
     """The board build's files (RTLIL, Yosys script, constraints, build script) as an
     Amaranth BuildPlan, without running any tool. Source locations are left out of the
     RTLIL (``emit_src=False``): Yosys's cell names contain them, and nextpnr places a
     netlist whose names differ differently under the same seed, so with them the build
     would depend on where the checkout lies. Without them the files are the same wherever
     the package is installed (tb/test_cli.py checks this)."""
-    return _platform(board, clock_mhz).prepare(BoardTop(cfg), "top", nextpnr_opts=nextpnr_opts,
+    return _platform(board, clock_mhz).prepare(BoardTop(cfg), name, nextpnr_opts=nextpnr_opts,
                                                emit_src=False)
 
 
@@ -239,7 +229,7 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     seeds_fmax, best = None, None
     try:
         # a missed clock target still yields a bitstream and a report (timing_met: false)
-        plan = board_plan(board, cfg, clock_mhz, opts)
+        plan = board_plan(board, cfg, clock_mhz, opts, name)
         if seeds:
             plan.extract(str(build_dir))
             seeds_fmax, best = _build_seeds(build_dir, name, list(seeds), jobs, nextpnr_opts,

@@ -4,6 +4,7 @@ dot products through the PE."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doublesparse.scripts.cli import main
+from doublesparse.scripts.cli import DEFAULT_SEED, main
 from doublesparse.tb.runner import sim_env
 from doublesparse.tb.stimulus import FORMATS, random_tensor
 
@@ -217,7 +218,7 @@ def test_synth_default_seed(tmp_path: Path, monkeypatch) -> None:
     assert main(["synth", "--build-dir", bd]) == 0
     assert main(["synth", "--seed", "7", "--build-dir", bd]) == 0
     assert main(["synth", "--seeds", "1,2", "--build-dir", bd]) == 0
-    assert got == [("ulx3s-85f", [synth_mod.DEFAULT_SEED["ulx3s-85f"]]), ("ulx3s-85f", [7]),
+    assert got == [("ulx3s-85f", [DEFAULT_SEED["ulx3s-85f"]]), ("ulx3s-85f", [7]),
                    ("ulx3s-85f", [1, 2])], got
 
 
@@ -235,23 +236,24 @@ def test_board_netlist_location_independent(tmp_path: Path) -> None:
     copy = tmp_path / "elsewhere" / "doublesparse"
     for sub in ("rtl", "sim", "scripts", "tb"):
         shutil.copytree(repo / sub, copy / sub, ignore=shutil.ignore_patterns("__pycache__"))
-    code = ("import sys, doublesparse.scripts.synth as s\n"
+    names = ("top.il", "top.ys", "top.lpf")
+    code = ("import json, doublesparse.scripts.synth as s\n"
             "from doublesparse.sim.config import Config\n"
             f"assert s.__file__.startswith({str(copy)!r}), s.__file__\n"
             "files = s.board_plan('ulx3s-85f', Config(pes=2)).files\n"
-            "for n in ('top.il', 'top.ys', 'top.lpf'):\n"
-            "    sys.stdout.write(f'=== {n}\\n' + files[n])\n")
+            f"print(json.dumps({{n: files[n] for n in {names!r}}}))\n")
     env = dict(os.environ, PYTHONPATH=str(copy.parent))
-    there = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                           text=True, cwd=tmp_path)
-    assert there.returncode == 0, there.stderr
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
     files = synth_mod.board_plan("ulx3s-85f", Config(pes=2)).files
-    here = "".join(f"=== {n}\n" + files[n] for n in ("top.il", "top.ys", "top.lpf"))
-    assert str(repo) not in here
-    if there.stdout != here:
-        pairs = zip(here, there.stdout, strict=False)
-        diff = next((i for i, (a, b) in enumerate(pairs) if a != b),
-                    min(len(here), len(there.stdout)))
-        raise AssertionError(f"netlists differ at character {diff}: here "
-                             f"{here[diff - 80:diff + 80]!r}, elsewhere "
-                             f"{there.stdout[diff - 80:diff + 80]!r}")
+    there, here = json.loads(run.stdout), {n: files[n] for n in names}
+    for n in names:
+        assert str(repo) not in here[n], n
+        if there[n] != here[n]:
+            pairs = zip(here[n], there[n], strict=False)
+            diff = next((i for i, (a, b) in enumerate(pairs) if a != b),
+                        min(len(here[n]), len(there[n])))
+            raise AssertionError(f"{n} differs at character {diff}: here "
+                                 f"{here[n][diff - 80:diff + 80]!r}, elsewhere "
+                                 f"{there[n][diff - 80:diff + 80]!r}")
