@@ -27,7 +27,7 @@ from .fifo import FeedQueue
 from .mem import BankedMemory, read_port_no_rw, write_port_reg
 from .pe import PE
 
-__all__ = ["Engine", "EngineError", "HostSignature", "REG", "REGION"]
+__all__ = ["Engine", "EngineError", "HostSignature", "READ_LATENCY", "REG", "REGION"]
 
 
 class EngineError:
@@ -55,6 +55,9 @@ REG = {"CTRL": 0x00, "STATUS": 0x01, "C": 0x02, "H": 0x03, "W": 0x04, "K": 0x05,
        "PE_MACS": 0x60}
 # regions: address bits 31..24
 REGION = {"CSR": 0, "ACT": 1, "KMAP": 2, "MULT": 3, "SHIFT": 4, "OUT": 5, "WGT": 16}
+# a host read's rdata and rvalid come this many cycles after its re (the bus register,
+# then the output memory's block RAM, near register and bank register)
+READ_LATENCY = 3
 DESC = ("C", "H", "W", "K", "R", "S", "STRIDE", "PAD", "F", "NCH", "HO", "WO", "MODE")
 
 
@@ -72,8 +75,8 @@ class Engine(wiring.Component):
     -------
     host : Out(HostSignature())
         Word bus, registered on entry: a write takes effect one cycle after its cycle; a
-        read returns ``rdata`` with ``rvalid`` two cycles after ``re``. Writes and reads
-        keep their order.
+        read returns ``rdata`` with ``rvalid`` ``READ_LATENCY`` (3) cycles after ``re``.
+        Writes and reads keep their order.
     busy, done : Out(1)
         Mirrors of STATUS bits 0 and 1.
     """
@@ -103,7 +106,7 @@ class Engine(wiring.Component):
         # (rtl/mem.py): a word is selected after the bank registers, not straight out of
         # the block RAMs; every memory write port is registered on its way
         # (`write_port_reg`: a word lands a cycle after its write)
-        m.submodules.act_mem = act_mem = BankedMemory(CW, cfg.act_mem_chunks)
+        m.submodules.act_mem = act_mem = BankedMemory(CW, cfg.act_mem_chunks, stages=2)
         wgt_w, wgt_r = [], []
         for p in range(P):
             mem = Memory(shape=CW, depth=cfg.wgt_mem_chunks, init=[])
@@ -120,7 +123,7 @@ class Engine(wiring.Component):
         m.submodules.shift_mem = shift_mem = Memory(shape=6, depth=cfg.max_filters, init=[])
         shift_w = write_port_reg(m, shift_mem, "shift")
         shift_r = read_port_no_rw(m, shift_mem, "shift_rd")
-        m.submodules.out_mem = out_mem = BankedMemory(32, cfg.out_mem_words)
+        m.submodules.out_mem = out_mem = BankedMemory(32, cfg.out_mem_words, stages=2)
 
         # ------------------------------------------------------------ CSRs
         d = {n: Signal(32, name=f"d_{n.lower()}") for n in DESC}
@@ -326,36 +329,39 @@ class Engine(wiring.Component):
         s1_valid = Signal()
         s1_waddr = Signal(wb)
         s1_last = Signal()
-        # stage s2: the activation chunk in the bank registers, straight out of the block
-        # RAM (a block RAM's output routed across the array to the queues' distributed
-        # RAM does not fit a 10 ns cycle)
+        # stages s2 and s3: the activation chunk in the banks' near registers, then in the
+        # bank registers (rtl/mem.py, stages=2). A block RAM's output (5.8 ns
+        # clock-to-out) reaches only a register that drives nothing else, which the placer
+        # keeps beside it; the route across the array to the bank select starts at that
+        # register with a whole cycle for itself. With the bank register straight after
+        # the block RAM, the placer put it ~40 columns away and the path failed 10 ns
+        # (docs/performance.md, sessions 7-8)
         s2_valid = Signal()
         s2_waddr = Signal(wb)
         s2_last = Signal()
-        # stage s3: the chunk once more in a register after the bank select, which drives
-        # the routes to the queues. The bank registers (s2) then feed only the select, so
-        # nothing pulls them towards the queues: without s3 the placer put them ~40
-        # columns from their block RAMs (5.8 ns clock-to-out) and block RAM -> bank
-        # register failed 10 ns on both seeds. With it, one of two seeds still placed a
-        # bank register far away (docs/performance.md, session 8)
         s3_valid = Signal()
         s3_waddr = Signal(wb)
         s3_last = Signal()
-        s3_data = Signal(CW, reset_less=True)
+        # stage s4: the chunk once more in a register after the bank select, which drives
+        # the routes to the queues, so the bank registers feed only the select
+        s4_valid = Signal()
+        s4_waddr = Signal(wb)
+        s4_last = Signal()
+        s4_data = Signal(CW, reset_less=True)
         # all queues ready: one flip-flop beside the sequencer, loaded from the queues'
         # w_rdy_next (equal to ANDing their w_rdy, which are flip-flops beside the PEs; the
         # route from the PEs to the sequencer then ends at this register instead of
         # running on through the step logic)
         push_ok = Signal(init=1)
         m.d.sync += push_ok.eq(Cat(*[q.w_rdy_next for q in queues]).all())
-        advance = ~s3_valid | push_ok
-        # the chunk's address is taken with s1, the bank registers load with s2, s3 takes
-        # the selected bank's word
+        advance = ~s4_valid | push_ok
+        # the chunk's address is taken with s1, the near and bank registers load with s2
+        # and s3, s4 takes the selected bank's word
         m.d.comb += [act_mem.r_addr.eq(c_aaddr), act_mem.r_en.eq(advance),
                      act_mem.r_en2.eq(advance)]
         for q in queues:
-            m.d.comb += [q.w_en.eq(s3_valid & push_ok),
-                         q.w_data.eq(Cat(s3_data, s3_waddr, s3_last))]
+            m.d.comb += [q.w_en.eq(s4_valid & push_ok),
+                         q.w_data.eq(Cat(s4_data, s4_waddr, s4_last))]
         # the address products' constant operands as copies of their own (free-running,
         # settled in SETTLE): each DSP block's operands then come from registers that
         # need not sit beside the descriptor registers' other users
@@ -404,7 +410,8 @@ class Engine(wiring.Component):
                 s2_valid.eq(s1_valid), s2_waddr.eq(s1_waddr),
                 s2_last.eq(s1_last),
                 s3_valid.eq(s2_valid), s3_waddr.eq(s2_waddr), s3_last.eq(s2_last),
-                s3_data.eq(act_mem.r_data),
+                s4_valid.eq(s3_valid), s4_waddr.eq(s3_waddr), s4_last.eq(s3_last),
+                s4_data.eq(act_mem.r_data),
             ]
         with m.If(issue):
             with m.If(~last_c):
@@ -713,15 +720,20 @@ class Engine(wiring.Component):
                 m.d.sync += [e_ch.eq(e_ch + 1), e_rd.eq(e_rd + e_npix)]
         with m.Else():
             m.d.sync += q_v.eq(0)
-        # the read issued by stage Q passes the output memory's bank registers (stage
-        # RB) and is registered once more after the bank select (stage RQ)
-        rb_v, rb_nz, rb_end = Signal(), Signal(), Signal()    # rb_nz: a channel below K
+        # the read issued by stage Q passes the output memory's near registers (stage RN)
+        # and bank registers (stage RB) and is registered once more after the bank
+        # select (stage RQ)
+        rn_v, rn_nz, rn_end = Signal(), Signal(), Signal()    # rn_nz: a channel below K
+        rn_lane = Signal(range(J))
+        rb_v, rb_nz, rb_end = Signal(), Signal(), Signal()
         rb_lane = Signal(range(J))
         rq_v, rq_nz, rq_end = Signal(), Signal(), Signal()
         rq_lane = Signal(range(J))
         val = Signal(8)
-        m.d.sync += [rb_v.eq(q_v & ~enc_go), rb_nz.eq(q_valid), rb_end.eq(q_end),
-                     rb_lane.eq(q_lane),
+        m.d.sync += [rn_v.eq(q_v & ~enc_go), rn_nz.eq(q_valid), rn_end.eq(q_end),
+                     rn_lane.eq(q_lane),
+                     rb_v.eq(rn_v & ~enc_go), rb_nz.eq(rn_nz), rb_end.eq(rn_end),
+                     rb_lane.eq(rn_lane),
                      rq_v.eq(rb_v & ~enc_go), rq_nz.eq(rb_nz), rq_end.eq(rb_end),
                      rq_lane.eq(rb_lane), val.eq(out_mem.r_data[0:8])]
         # data stage
@@ -742,7 +754,8 @@ class Engine(wiring.Component):
             with m.Else():
                 m.d.sync += [e_mask.eq(new_mask), e_vals.eq(new_vals), e_cnt.eq(e_cnt + nz)]
         m.d.comb += [enc_overflow.eq(rq_v & rq_end & (e_addr >= cfg.act_mem_chunks)),
-                     enc_finished.eq(~enc_on & ~q_v & ~rb_v & ~rq_v & ~enc_act_en)]
+                     enc_finished.eq(~enc_on & ~q_v & ~rn_v & ~rb_v & ~rq_v &
+                                         ~enc_act_en)]
 
         m.d.sync += pe_clear.eq(0)     # registered: a comb FSM output would start out X
         # SETTLE: the descriptor checks' longest chain is 9 registered steps (R*S, F*RS,
@@ -826,13 +839,16 @@ class Engine(wiring.Component):
         for a, v in entries:
             csr_or = csr_or | Mux(low == a, v, 0)
         m.d.comb += csr.eq(Mux(high_zero, csr_or, 0))
-        rd_out = Signal()                 # the read is of the output memory
         # a host read's address goes to the output memory in its own cycle (not through
-        # the bus register): the bank registers then keep rvalid two cycles after re
+        # the bus register): after its near and bank registers the word shows three
+        # cycles after re, and a CSR read is delayed to match (rvalid three cycles after
+        # re for every read, so reads keep their order)
         m.d.comb += [out_mem.r_addr.eq(Mux(enc_on, e_rd[0:oa_bits], host.addr[0:oa_bits])),
                      out_mem.r_en.eq(1), out_mem.r_en2.eq(1)]
-        m.d.sync += [host.rvalid.eq(hb_re), rd_out.eq(hb_rg["OUT"])]
-        csr_q = Signal(32)
-        m.d.sync += csr_q.eq(csr)
+        rv1, rd_out1, rd_out = Signal(), Signal(), Signal()   # rd_out: of the output memory
+        m.d.sync += [rv1.eq(hb_re), rd_out1.eq(hb_rg["OUT"]),
+                     host.rvalid.eq(rv1), rd_out.eq(rd_out1)]
+        csr_q1, csr_q = Signal(32), Signal(32)
+        m.d.sync += [csr_q1.eq(csr), csr_q.eq(csr_q1)]
         m.d.comb += host.rdata.eq(Mux(rd_out, out_mem.r_data, csr_q))
         return m

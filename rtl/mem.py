@@ -5,16 +5,26 @@ holding the word; with the block RAM's slow clock-to-output (5.8 ns on an ECP5 D
 without its output register) and the routing from blocks spread across the chip, that
 multiplexer does not fit a 10 ns cycle. ``BankedMemory`` splits the memory into banks of
 ``bank_depth`` words (each bank a whole number of block RAMs, no depth multiplexer
-inside), registers every bank's read data next to its bank and selects the bank after
-that register::
+inside), registers every bank's read data ``stages`` times and selects the bank after
+the last of those registers::
 
-    r_addr, r_en ─► bank 0 ─► [q0] ─┐
-                    bank 1 ─► [q1] ─┼─► select (registered bank number) ─► r_data
-                    ...      (r_en2)┘
+    r_addr, r_en ─► bank 0 ─► [n0] ─► [q0] ─┐
+                    bank 1 ─► [n1] ─► [q1] ─┼─► select (registered bank number) ─► r_data
+                    ...             (r_en2) ┘
+
+With ``stages=1`` there is only the bank register ``q{b}``. It then has two jobs: catch
+the block RAM's late output and drive the route to the select. The select gathers all
+banks, so some bank registers must be far from their block RAMs. In ECP5 builds the
+placer put the long route in the block RAM -> ``q{b}`` arc, which has only ~4 ns after
+the 5.8 ns clock-to-out, and that arc failed 10 ns. With ``stages=2`` the near register
+``n{b}`` drives only ``q{b}``, so the long route can go in the ``n{b}`` -> ``q{b}`` arc,
+a whole cycle between flip-flops.
 
 Read timing: the address is taken in a cycle with ``r_en`` (the block RAM's own read
-register, held while ``r_en`` is low), the bank registers load in a cycle with ``r_en2``,
-and ``r_data`` shows that word from the next cycle on. A read in the cycle its address
+register, held while ``r_en`` is low), every bank register stage steps in a cycle with
+``r_en2``, and ``r_data`` shows the word from the cycle after its last ``r_en2`` step: the
+``stages``-th ``r_en2`` step after the one with ``r_en``, or with ``r_en`` and ``r_en2`` tied,
+``stages + 1`` steps after the address. A read in the cycle its address
 is written returns an undefined word in hardware (``read_port_no_rw``; simulation returns the
 old word): the user must not use it.
 """
@@ -85,15 +95,19 @@ class BankedMemory(wiring.Component):
         Write port (one word a cycle; registered, so a word is stored a cycle after its
         ``w_en``).
     r_addr, r_en, r_en2 : In
-        Read: address step (``r_en``) and bank-register step (``r_en2``).
+        Read: address step (``r_en``) and bank-register step (``r_en2``, every stage).
     r_data : Out(width)
-        The word read, one cycle after its ``r_en2`` step.
+        The word read, one cycle after its last ``r_en2`` step.
     """
 
-    def __init__(self, width: int, depth: int, bank_depth: int = 1024):
-        if bank_depth & (bank_depth - 1):
+    def __init__(self, width: int, depth: int, bank_depth: int = 1024, stages: int = 1):
+        if bank_depth < 1 or bank_depth & (bank_depth - 1):
             raise ValueError(f"bank_depth = {bank_depth} is not a power of two")
-        self.width, self.depth = width, depth
+        if stages not in (1, 2):
+            raise ValueError(f"stages = {stages}: a bank has 1 or 2 register stages")
+        if width < 1 or depth < 1:
+            raise ValueError(f"width = {width}, depth = {depth}: both must be >= 1")
+        self.width, self.depth, self.stages = width, depth, stages
         self.bank_bits = (min(bank_depth, depth) - 1).bit_length()
         self.banks = -(-depth // (1 << self.bank_bits))
         abits = max(1, (depth - 1).bit_length())
@@ -107,8 +121,7 @@ class BankedMemory(wiring.Component):
         m = Module()
         bb, nb = self.bank_bits, self.banks
         sel_bits = max(1, (nb - 1).bit_length())
-        sel1 = Signal(sel_bits)
-        sel2 = Signal(sel_bits)
+        sel = [Signal(sel_bits, name=f"sel{i}") for i in range(self.stages + 1)]
         qs = []
         for b in range(nb):
             depth = min(1 << bb, self.depth - (b << bb))
@@ -120,20 +133,23 @@ class BankedMemory(wiring.Component):
             m.d.comb += [wp.addr.eq(self.w_addr[:bb]), wp.data.eq(self.w_data),
                          wp.en.eq(self.w_en & hit),
                          rp.addr.eq(self.r_addr[:bb]), rp.en.eq(self.r_en)]
-            q = Signal(self.width, name=f"q{b}", reset_less=True)
-            with m.If(self.r_en2):
-                m.d.sync += q.eq(rp.data)
+            q = rp.data
+            for name in ("n", "q")[2 - self.stages:]:
+                r = Signal(self.width, name=f"{name}{b}", reset_less=True)
+                with m.If(self.r_en2):
+                    m.d.sync += r.eq(q)
+                q = r
             qs.append(q)
         if nb > 1:
             with m.If(self.r_en):
-                m.d.sync += sel1.eq(self.r_addr[bb:])
+                m.d.sync += sel[0].eq(self.r_addr[bb:])
             with m.If(self.r_en2):
-                m.d.sync += sel2.eq(sel1)
+                m.d.sync += [sel[i + 1].eq(sel[i]) for i in range(self.stages)]
             # an AND-OR select written as one expression (a continuous assignment: Icarus
             # does not run an `always @*` block at time 0)
             out = 0
             for b in range(nb):
-                out = out | Mux(sel2 == b, qs[b], 0)
+                out = out | Mux(sel[-1] == b, qs[b], 0)
             m.d.comb += self.r_data.eq(out)
         else:
             m.d.comb += self.r_data.eq(qs[0])

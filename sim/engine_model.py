@@ -27,7 +27,7 @@ from .pe_model import PE_STAGES
 __all__ = ["engine_steps", "engine_cycles", "ENGINE_LATENCY"]
 
 # start-up (CHECK, first read) and the output stages up to the done cycle
-ENGINE_LATENCY = 31
+ENGINE_LATENCY = 32
 # from a PE's last select of an accumulation to its result in the output register
 PE_TO_OUT = 0
 # from a step's broadcast to the earliest cycle a PE can finish it: the PE's input,

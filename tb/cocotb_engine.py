@@ -15,7 +15,7 @@ import os
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from doublesparse.rtl.engine import DESC, REG, REGION
+from doublesparse.rtl.engine import DESC, READ_LATENCY, REG, REGION
 from doublesparse.tb.cocotb_util import start_and_reset
 
 NAMES = {"C": "C", "H": "H", "W": "W", "K": "K", "R": "R", "S": "S", "STRIDE": "stride",
@@ -40,7 +40,10 @@ class Host:
         d.host__re.value = 1
         await FallingEdge(d.clk)
         d.host__re.value = 0
-        await FallingEdge(d.clk)          # the bus is registered on entry: rvalid after 2
+        for _ in range(READ_LATENCY - 1):     # rvalid READ_LATENCY cycles after re
+            await ReadOnly()
+            assert int(d.host__rvalid.value) == 0, "rvalid before READ_LATENCY"
+            await FallingEdge(d.clk)
         await ReadOnly()
         assert int(d.host__rvalid.value) == 1
         v = int(d.host__rdata.value)
@@ -48,17 +51,17 @@ class Host:
         return v
 
     async def read_many(self, addrs: list[int]) -> list[int]:
-        """Back-to-back reads, one issued per cycle (data two cycles after each)."""
+        """Back-to-back reads, one issued per cycle (data READ_LATENCY cycles after each)."""
         d = self.dut
         out = []
-        for i, a in enumerate(addrs + [None, None]):
+        for i, a in enumerate(addrs + [None] * READ_LATENCY):
             if a is not None:
                 d.host__addr.value = a
                 d.host__re.value = 1
             else:
                 d.host__re.value = 0
             await ReadOnly()
-            if i > 1:
+            if i >= READ_LATENCY:
                 assert int(d.host__rvalid.value) == 1
                 out.append(int(d.host__rdata.value))
             await FallingEdge(d.clk)
