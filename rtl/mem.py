@@ -20,13 +20,13 @@ the 5.8 ns clock-to-out, and that arc failed 10 ns. With ``stages=2`` the near r
 ``n{b}`` drives only ``q{b}``, so the long route can go in the ``n{b}`` -> ``q{b}`` arc,
 a whole cycle between flip-flops.
 
-Read timing: the address is taken in a cycle with ``r_en`` (the block RAM's own read
-register, held while ``r_en`` is low), every bank register stage steps in a cycle with
-``r_en2``, and ``r_data`` shows the word from the cycle after its last ``r_en2`` step: the
-``stages``-th ``r_en2`` step after the one with ``r_en``, or with ``r_en`` and ``r_en2`` tied,
-``stages + 1`` steps after the address. A read in the cycle its address
-is written returns an undefined word in hardware (``read_port_no_rw``; simulation returns the
-old word): the user must not use it.
+Read timing: the address is taken in a cycle with ``r_en`` (into the block RAM's own read
+register, held while ``r_en`` is low); each cycle with ``r_en2`` moves every register
+stage on by one. With the two tied, as the engine drives them, ``r_data`` shows a word
+after the ``stages``-th step that follows its address step (a pipeline ``stages + 1``
+steps deep). A read in the cycle its address is written returns an undefined word in
+hardware (``read_port_no_rw``; simulation returns the old word): the user must not use
+it.
 """
 
 from __future__ import annotations
