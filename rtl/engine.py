@@ -704,7 +704,14 @@ class Engine(wiring.Component):
         # e_pix + 1 == e_npix, registered: a pixel takes at least J cycles
         e_pix_last = Signal()
         m.d.sync += e_pix_last.eq(e_pix + 1 == e_npix)
-        pixel_end = chunk_end & (e_ch + 1 >= d["K"])
+        # e_ch + 1 >= K, registered beside e_ch (Fmax: computed from e_ch, two carry
+        # chains fed e_pix's clock enable, 10.6 ns)
+        e_ch_end = Signal()
+        pixel_end = chunk_end & e_ch_end
+        with m.If(enc_go):
+            m.d.sync += e_ch_end.eq(d["K"] <= 1)
+        with m.Elif(enc_on):
+            m.d.sync += e_ch_end.eq(Mux(pixel_end, d["K"] <= 1, e_ch + 2 >= d["K"]))
         with m.If(enc_go):
             m.d.sync += [enc_on.eq(1), e_pix.eq(0), e_ch.eq(0), e_lane.eq(0), e_rd.eq(0),
                          e_npix.eq(d["HO"][0:16] * d["WO"][0:16]), e_addr.eq(0),

@@ -121,7 +121,31 @@ def test_layers_chain_through_encode(sim: str) -> None:
     job2 = make_job(w2, y1, CFG, 2, 1)            # its act image is not loaded
     r1 = dict(engine_run_dict(job1, CFG), encode=True)
     r2 = dict(engine_run_dict(job2, CFG), load_act=False, encode=True)
-    res = run_engine_rtl(CFG, [r1, r2], sim=sim)
+    # a second chain: K = 32 (two whole chunks a pixel), then K = 1
+    # (a pixel of one channel), each re-encoded and read by the next layer
+    w3 = random_tensor(rng, (32, 20, 1, 1), 0.5)
+    req3 = (rng.integers(20, 200, 32), np.full(32, 9))
+    y3 = requantize(conv2d_golden(w3, a1, 1, 0), *req3, relu=True)
+    w4 = random_tensor(rng, (1, 32, 3, 3), 0.6)
+    req4 = (np.array([int(rng.integers(5, 40))]), np.array([9]))
+    y4 = requantize(conv2d_golden(w4, y3, 1, 1), *req4, relu=True)
+    w5 = random_tensor(rng, (3, 1, 2, 2), 0.9)
+    y5 = conv2d_golden(w5, y4, 1, 0)
+    assert np.count_nonzero(y3) and np.count_nonzero(y4), "a chain of all-zero layers"
+    r3 = dict(engine_run_dict(make_job(w3, a1, CFG, 1, 0, req3, True), CFG), encode=True)
+    r4 = dict(engine_run_dict(make_job(w4, y3, CFG, 1, 1, req4, True), CFG),
+              load_act=False, encode=True)
+    r5 = dict(engine_run_dict(make_job(w5, y4, CFG, 1, 0), CFG), load_act=False)
+    res = run_engine_rtl(CFG, [r1, r2, r3, r4, r5], sim=sim)
+    for i, (r, y) in enumerate([(res[2], y3), (res[3], y4), (res[4], y5)], 3):
+        assert r["error"] == 0, (i, r["error"])
+        got = np.array(r["out"]).reshape(y.shape)
+        if not np.array_equal(got, y):
+            bad = tuple(np.argwhere(got != y)[0])
+            pytest.fail(f"second chain, layer {i} differs at {bad}: rtl {got[bad]} "
+                        f"golden {y[bad]} (K = {y.shape[0]})")
+        if i < 5:
+            assert (r["encode_status"] >> 4) == 0, (i, r["encode_status"])
     assert res[0]["error"] == 0 and (res[0]["encode_status"] >> 4) == 0, res[0]
     assert np.array_equal(np.array(res[0]["out"]).reshape(y1.shape), y1)
     assert res[1]["error"] == 0
