@@ -331,11 +331,11 @@ class Engine(wiring.Component):
         s1_last = Signal()
         # stages s2 and s3: the activation chunk in the banks' near registers, then in the
         # bank registers (rtl/mem.py, stages=2). A block RAM's output (5.8 ns
-        # clock-to-out) reaches only a register that drives nothing else, which the placer
-        # keeps beside it; the route across the array to the bank select starts at that
-        # register with a whole cycle for itself. With the bank register straight after
-        # the block RAM, the placer put it ~40 columns away and the path failed 10 ns
-        # (docs/performance.md, sessions 7-8)
+        # clock-to-out) reaches only a register that drives nothing else, so no other load
+        # pulls that register away from it; the route across the array to the bank select
+        # starts at that register with a whole cycle for itself. With the bank register
+        # straight after the block RAM, the placer put it ~40 columns away and the path
+        # failed 10 ns (docs/performance.md, sessions 7-8)
         s2_valid = Signal()
         s2_waddr = Signal(wb)
         s2_last = Signal()

@@ -36,9 +36,10 @@ SIMS = ("verilator", "icarus")
 # design moves by up to ~13 MHz from seed to seed (docs/performance.md), so the default is
 # the best seed measured on the default config's netlist with the tool versions pinned in
 # pyproject.toml (31c588b: seed 2 95.25 MHz, seed 3 94.66 MHz; 3d58165: seed 2 95.08 MHz,
-# seed 3 93.48 MHz; 100 MHz not met yet). Re-pick it with --seeds when the RTL or a tool
-# version changes. The netlist holds no source paths (synth.board_plan), so the figure
-# holds wherever the checkout is.
+# seed 3 93.48 MHz; dbed5ae: seed 2 94.38 MHz; main's 7539ca8 not yet routed to the end;
+# 100 MHz not met yet). Re-pick it with --seeds when the RTL or a tool version changes.
+# The netlist holds no source paths (synth.board_plan), so the figure holds wherever the
+# checkout is.
 DEFAULT_SEED = {"ulx3s-85f": 2}
 
 
@@ -463,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--build-dir", default="build/synth")
     y.add_argument("--seed", type=int, help="nextpnr placement seed (default on ulx3s-85f: "
                                             f"{DEFAULT_SEED['ulx3s-85f']}, the best seed "
-                                            "measured on the default config's netlist; "
+                                            "measured on a recent netlist of the default config; "
                                             "elsewhere nextpnr's own)")
     y.add_argument("--seeds", help="several placement seeds, e.g. 1,2,3: Yosys runs once, "
                                    "nextpnr once per seed, and the best seed's bitstream is "
