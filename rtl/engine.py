@@ -326,27 +326,23 @@ class Engine(wiring.Component):
         b2_pix, b2_tap, b2_c, b2_last = Signal(aa_bits), Signal(wb), Signal(16), Signal()
         c_ap, c_wp, c_c, c_last = Signal(aa_bits), Signal(wb), Signal(16), Signal()
         c_aaddr, c_waddr, c2_last = Signal(aa_bits), Signal(wb), Signal()
-        s1_valid = Signal()
-        s1_waddr = Signal(wb)
-        s1_last = Signal()
-        # stages s2 and s3: the activation chunk in the banks' near registers, then in the
-        # bank registers (rtl/mem.py, stages=2). A block RAM's output (5.8 ns
-        # clock-to-out) reaches only a register that drives nothing else, so no other load
-        # pulls that register away from it; the route across the array to the bank select
-        # starts at that register with a whole cycle for itself. With the bank register
-        # straight after the block RAM, the placer put it ~40 columns away and the path
-        # failed 10 ns (docs/performance.md, sessions 7-8)
-        s2_valid = Signal()
-        s2_waddr = Signal(wb)
-        s2_last = Signal()
-        s3_valid = Signal()
-        s3_waddr = Signal(wb)
-        s3_last = Signal()
-        # stage s4: the chunk once more in a register after the bank select, which drives
-        # the routes to the queues, so the bank registers feed only the select
-        s4_valid = Signal()
-        s4_waddr = Signal(wb)
-        s4_last = Signal()
+        # stage s1: the chunk's address in the block RAM. Stages s2 and s3: the activation
+        # chunk in the banks' near registers, then in the bank registers (rtl/mem.py,
+        # stages=2). A block RAM's output (5.8 ns clock-to-out) reaches only a register
+        # that drives nothing else, so no other load pulls that register away from it; the
+        # route across the array to the bank select starts at that register with a whole
+        # cycle for itself. With the bank register straight after the block RAM, the
+        # placer put it ~40 columns away and the path failed 10 ns (docs/performance.md,
+        # sessions 7-8). Stage s4: the chunk once more in a register after the bank
+        # select, which drives the routes to the queues, so the bank registers feed only
+        # the select. Each stage carries (valid, weight address, last).
+        s_st = [(Signal(name=f"s{i}_valid"), Signal(wb, name=f"s{i}_waddr"),
+                 Signal(name=f"s{i}_last")) for i in range(1, 5)]
+        s4_valid, s4_waddr, s4_last = s_st[-1]
+        # each stage takes the one before it (s1 takes stage C2's) on `advance`
+        s_moves = [dst.eq(src) for dsts, srcs in zip(s_st, [(c2_v, c_waddr, c2_last)] +
+                                                     s_st[:-1], strict=True)
+                   for dst, src in zip(dsts, srcs, strict=True)]
         s4_data = Signal(CW, reset_less=True)
         # all queues ready: one flip-flop beside the sequencer, loaded from the queues'
         # w_rdy_next (equal to ANDing their w_rdy, which are flip-flops beside the PEs; the
@@ -406,12 +402,7 @@ class Engine(wiring.Component):
                 c_c.eq(b2_c), c_last.eq(b2_last),
                 c2_v.eq(c_v), c_aaddr.eq(c_ap + c_c), c_waddr.eq(c_wp + c_c),
                 c2_last.eq(c_last),
-                s1_valid.eq(c2_v), s1_waddr.eq(c_waddr), s1_last.eq(c2_last),
-                s2_valid.eq(s1_valid), s2_waddr.eq(s1_waddr),
-                s2_last.eq(s1_last),
-                s3_valid.eq(s2_valid), s3_waddr.eq(s2_waddr), s3_last.eq(s2_last),
-                s4_valid.eq(s3_valid), s4_waddr.eq(s3_waddr), s4_last.eq(s3_last),
-                s4_data.eq(act_mem.r_data),
+                *s_moves, s4_data.eq(act_mem.r_data),
             ]
         with m.If(issue):
             with m.If(~last_c):
