@@ -336,7 +336,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
           flush=True)
     try:
         res = synth(args.board, cfg, args.build_dir, args.mhz, seeds=seeds, jobs=args.jobs,
-                    progress=lambda msg: print(msg, flush=True))
+                    progress=lambda msg: print(msg, flush=True), eco=not args.no_eco)
     except SynthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 4
@@ -471,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "kept (ulx3s-85f; every seed's Fmax is in the report)")
     y.add_argument("--jobs", type=int, help="nextpnr runs at a time with --seeds "
                                             "(default: one per CPU)")
+    y.add_argument("--no-eco", action="store_true",
+                   help="ulx3s-85f: route nextpnr's placement as it is, without moving the "
+                        "block RAM output registers the placer left far from their block "
+                        "RAM (docs/performance.md)")
     y.add_argument("--json", help="write fmax_mhz, luts, ffs, multipliers, brams, bitstream")
     _add_config(y)
     y.set_defaults(func=cmd_synth)

@@ -155,12 +155,172 @@ def _check_run(cmd: list[str], cwd: Path, log: Path, what: str) -> None:
         raise SynthError(f"{what} failed: {last[:200]} (log: {log})")
 
 
+# The ECO between the two placements (`eco_bram_registers`): a flip-flop fed straight from
+# a DP16KD output that the first placement put more than ECO_NEAR tiles (Manhattan) from its
+# block RAM moves into the nearest free, legal flip-flop slot. The weight memories' output
+# registers are the PE feeders' three-entry buffers, read by the PE through a multiplexer,
+# so they stay near their PE: only those further than ECO_WGT_FAR move, to the point
+# ECO_WGT_TO tiles from the block RAM on the line towards where the placer put them.
+ECO_NEAR = 12
+ECO_WGT = r"wgt_mem"
+ECO_WGT_FAR, ECO_WGT_TO = 40, 25
+
+_SLOT = re.compile(r"X(\d+)/Y(\d+)/SLICE([ABCD])\.(FF|K|RAMW)(\d?)$")
+_LOCKED = format(6, "032b")   # nextpnr STRENGTH_USER: no placer moves the cell
+
+
+def _bel_xy(bel: str) -> tuple[int, int]:
+    m = re.match(r"X(\d+)/Y(\d+)/", bel)
+    if not m:
+        raise SynthError(f"unexpected nextpnr bel name {bel!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _ff_sets(c: dict) -> tuple[tuple, tuple]:
+    """A packed TRELLIS_FF's (tile, slice) control keys: nextpnr's ECP5 legality check
+    (``Arch::slices_compatible``) wants one clock, set/reset signal and their modes per
+    logic tile, and one clock enable (and GSR mode) per slice."""
+    p, conn = c["parameters"], c["connections"]
+    ce = str(p.get("CEMUX", "CE")).strip()
+    tile = (tuple(conn.get("CLK", [])), tuple(conn.get("LSR", [])), p.get("CLKMUX"),
+            p.get("LSRMUX"), p.get("SRMODE") == "ASYNC")
+    sl = (p.get("GSR"), ce in ("0", "1"), ce in ("INV", "0"),
+          tuple(conn.get("CE", [])) if ce != "1" else ())
+    return tile, sl
+
+
+class _Slots:
+    """The logic-tile contents of a placed ECP5 design, with nextpnr's legality rules for
+    flip-flops."""
+
+    def __init__(self, cells: dict):
+        self.cells = cells
+        self.at: dict[tuple, str] = {}
+        for n, c in cells.items():
+            m = _SLOT.match(c["attributes"].get("NEXTPNR_BEL", ""))
+            if m:
+                self.at[(int(m[1]), int(m[2]), m[3], m[4], m[5])] = n
+        self.tiles = sorted({k[:2] for k in self.at})
+
+    def _m_used(self, x: int, y: int, s: str, i: str) -> bool:
+        n = self.at.get((x, y, s, "K", i))
+        return n is not None and any(self.cells[n]["connections"].get(p)
+                                     for p in ("M", "FXA", "FXB", "OFX"))
+
+    def legal(self, x: int, y: int) -> bool:
+        tile_key = None
+        for s in "ABCD":
+            slice_key = None
+            for i in "01":
+                n = self.at.get((x, y, s, "FF", i))
+                if n is None:
+                    continue
+                c = self.cells[n]
+                if c["connections"].get("M") and self._m_used(x, y, s, i):
+                    return False
+                t, k = _ff_sets(c)
+                if tile_key is not None and t != tile_key:
+                    return False
+                if slice_key is not None and k != slice_key:
+                    return False
+                tile_key, slice_key = t, k
+        return True
+
+    def put(self, n: str, x: int, y: int, s: str, i: str) -> bool:
+        """Bind flip-flop ``n`` to a free slot if the tile stays legal. Slices with
+        distributed RAM and tiles with a RAM write port are left alone."""
+        key = (x, y, s, "FF", i)
+        if key in self.at or (x, y, "C", "RAMW", "") in self.at:
+            return False
+        for j in "01":
+            k = self.at.get((x, y, s, "K", j))
+            if k and self.cells[k]["parameters"].get("MODE") in ("DPRAM", "RAMW_BLOCK"):
+                return False
+        self.at[key] = n
+        if self.legal(x, y):
+            return True
+        del self.at[key]
+        return False
+
+
+def eco_bram_registers(placed: dict, clock_mhz: float = 100.0, near: int = ECO_NEAR,
+                       wgt_far: int = ECO_WGT_FAR, wgt_to: int = ECO_WGT_TO,
+                       top: str = "top") -> tuple[int, int]:
+    """Move far block-RAM output registers in a placed ECP5 design (nextpnr's JSON after
+    ``--no-route --write``, changed in place) and lock every cell for a route-only run.
+
+    Which registers move and where: see ECO_NEAR / ECO_WGT_FAR above. Each goes to the
+    free flip-flop slot nearest its target among the logic tiles the placement uses, where
+    the tile stays legal (one clock and set/reset per tile, one clock enable per slice, no
+    clash with a LUT multiplexer's M input). Every cell is then locked (``BEL_STRENGTH``),
+    so the second nextpnr run places nothing and routes this placement; the clock target
+    (lost with the constraint file's port name after packing) is set in its settings.
+
+    Why: a DP16KD's clock-to-out is 5.83 ns of the 10 ns cycle, and the placer left many
+    of these registers 30-70 tiles away (the worst path of most builds since session 7).
+    Moved, the long route is the register's output, which has a whole cycle. Returns
+    (registers moved, their largest distance to the block RAM afterwards)."""
+    mod = placed["modules"][top]
+    cells = mod["cells"]
+    slots = _Slots(cells)
+    bad = [t for t in slots.tiles if not slots.legal(*t)]
+    if bad:
+        raise SynthError(f"first placement breaks the ECO's legality model at tile {bad[0]}")
+    sinks: dict[int, list[str]] = {}
+    for n, c in cells.items():
+        if c["type"] == "TRELLIS_FF" and c["connections"].get("M"):
+            sinks.setdefault(c["connections"]["M"][0], []).append(n)
+    moves = []
+    for n, c in sorted(cells.items()):
+        if c["type"] != "DP16KD":
+            continue
+        bx, by = _bel_xy(c["attributes"]["NEXTPNR_BEL"])
+        wgt = re.search(ECO_WGT, n) is not None
+        for port, bits in sorted(c["connections"].items()):
+            if not port.startswith("DO"):
+                continue
+            for b in bits:
+                for f in sinks.get(b, []):
+                    fx, fy = _bel_xy(cells[f]["attributes"]["NEXTPNR_BEL"])
+                    dist = abs(fx - bx) + abs(fy - by)
+                    if wgt and dist > wgt_far:
+                        t = wgt_to / dist
+                        moves.append((dist, f, (bx, by), (bx + (fx - bx) * t, by + (fy - by) * t)))
+                    elif not wgt and dist > near:
+                        moves.append((dist, f, (bx, by), (bx, by)))
+    moves.sort(key=lambda m: (m[0], m[1]), reverse=True)   # furthest first
+    for _d, f, _b, _t in moves:
+        m = _SLOT.match(cells[f]["attributes"]["NEXTPNR_BEL"])
+        del slots.at[(int(m[1]), int(m[2]), m[3], m[4], m[5])]
+    worst = 0
+    for _d, f, (bx, by), (tx, ty) in moves:
+        for x, y in sorted(slots.tiles, key=lambda q: (abs(q[0] - tx) + abs(q[1] - ty), q)):
+            spot = next(((s, i) for s in "ABCD" for i in "01" if slots.put(f, x, y, s, i)), None)
+            if spot:
+                cells[f]["attributes"]["NEXTPNR_BEL"] = f"X{x}/Y{y}/SLICE{spot[0]}.FF{spot[1]}"
+                worst = max(worst, abs(x - bx) + abs(y - by))
+                break
+        else:
+            raise SynthError(f"no free flip-flop slot left for {f!r}")
+    for c in cells.values():
+        c["attributes"]["BEL_STRENGTH"] = _LOCKED
+    placed.setdefault("modules", {})[top].setdefault("settings", {})["target_freq"] = \
+        f"{clock_mhz * 1e6:.6f}"
+    return len(moves), worst
+
+
 def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpnr_opts: str,
-                 progress) -> tuple[dict[int, float | None], int]:
+                 progress, eco: bool = True, clock_mhz: float = 100.0
+                 ) -> tuple[dict[int, float | None], int]:
     """ECP5 flow with one Yosys run and one nextpnr run per placement seed (``jobs`` at a
     time, each in ``seed<N>/``); the best seed's placement is packed into the bitstream
     and its logs copied to the build folder. Returns the Fmax of every seed and the best
-    seed (the first listed among equals)."""
+    seed (the first listed among equals).
+
+    With ``eco`` nextpnr runs twice per seed: placement only (``--no-route``, log
+    ``seed<N>/place1.tim``, design ``seed<N>/placed1.json``), then `eco_bram_registers`
+    moves the far block RAM output registers and locks every cell (``seed<N>/eco.json``),
+    and the second run routes that placement unchanged."""
     script = (build_dir / f"build_{name}.sh").read_text().splitlines()
     pnr = next(shlex.split(ln) for ln in script if ln.startswith('"$NEXTPNR_ECP5"'))
     pack = next(shlex.split(ln) for ln in script if ln.startswith('"$ECPPACK"'))
@@ -176,6 +336,20 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
         cmd[cmd.index("--log") + 1] = f"seed{seed}/{name}.tim"
         cmd[cmd.index("--textcfg") + 1] = f"seed{seed}/{name}.config"
         cmd += ["--seed", str(seed)] + shlex.split(nextpnr_opts)
+        if eco:
+            first = list(cmd)
+            first[first.index("--log") + 1] = f"seed{seed}/place1.tim"
+            i = first.index("--textcfg")
+            del first[i:i + 2]
+            first += ["--no-route", "--write", f"seed{seed}/placed1.json"]
+            progress(f"synth: seed {seed}: placement ({d / 'place1.tim'})")
+            _check_run(first, build_dir, d / "place1.tim", f"nextpnr placement (seed {seed})")
+            placed = json.loads((d / "placed1.json").read_text())
+            moved, worst = eco_bram_registers(placed, clock_mhz)
+            (d / "eco.json").write_text(json.dumps(placed))
+            cmd[cmd.index("--json") + 1] = f"seed{seed}/eco.json"
+            progress(f"synth: seed {seed}: {moved} block RAM output registers moved (now at "
+                     f"most {worst} tiles from their block RAM); routing ({d / (name + '.tim')})")
         _check_run(cmd, build_dir, d / f"{name}.tim", f"nextpnr (seed {seed})")
         fmax = _fmax_in((d / f"{name}.tim").read_text())
         progress(f"synth: seed {seed}: {fmax} MHz")
@@ -206,11 +380,13 @@ def board_plan(board: str, cfg: Config, clock_mhz: float = 100.0, nextpnr_opts: 
 
 def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
           clock_mhz: float = 100.0, nextpnr_opts: str = "", seeds: list[int] | None = None,
-          jobs: int | None = None, progress=None) -> dict:
+          jobs: int | None = None, progress=None, eco: bool = True) -> dict:
     """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream.
     ``nextpnr_opts`` are passed on to nextpnr. With ``seeds`` (ULX3S only) Yosys runs once
     and nextpnr once per placement seed, ``jobs`` at a time (default: one per CPU); the
-    bitstream is the best seed's and ``seeds_fmax`` reports every seed."""
+    bitstream is the best seed's and ``seeds_fmax`` reports every seed. With ``eco``
+    (the default; ``seeds`` only) the far block RAM output registers are moved between
+    placement and routing (`eco_bram_registers`)."""
     if seeds is not None:
         if not seeds or len(set(seeds)) != len(seeds):
             raise SynthError(f"seeds must be distinct and at least one, got {seeds!r}")
@@ -233,7 +409,7 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
         if seeds:
             plan.extract(str(build_dir))
             seeds_fmax, best = _build_seeds(build_dir, name, list(seeds), jobs, nextpnr_opts,
-                                            progress)
+                                            progress, eco=eco, clock_mhz=clock_mhz)
         else:
             plan.execute_local(str(build_dir))
     except SynthError:
@@ -247,6 +423,7 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     if seeds_fmax is not None:
         res["seeds_fmax"] = {str(k): v for k, v in seeds_fmax.items()}
         res["seed"] = best
+        res["eco"] = eco
     # `multipliers`: DSP blocks that implement the PEs' int8 products (P x M in the config
     # when synthesis kept them all); `dsp_blocks`: all DSP blocks, address and requant
     # arithmetic included

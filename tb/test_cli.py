@@ -208,8 +208,8 @@ def test_synth_default_seed(tmp_path: Path, monkeypatch) -> None:
 
     got = []
 
-    def fake(board, cfg, build_dir, mhz, seeds=None, jobs=None, progress=None):
-        got.append((board, seeds))
+    def fake(board, cfg, build_dir, mhz, seeds=None, jobs=None, progress=None, eco=True):
+        got.append((board, seeds, eco))
         return dict.fromkeys(("fmax_mhz", "timing_met", "luts", "ffs", "multipliers",
                               "dsp_blocks", "brams", "bitstream", "seconds"), 0)
 
@@ -218,8 +218,10 @@ def test_synth_default_seed(tmp_path: Path, monkeypatch) -> None:
     assert main(["synth", "--build-dir", bd]) == 0
     assert main(["synth", "--seed", "7", "--build-dir", bd]) == 0
     assert main(["synth", "--seeds", "1,2", "--build-dir", bd]) == 0
-    assert got == [("ulx3s-85f", [DEFAULT_SEED["ulx3s-85f"]]), ("ulx3s-85f", [7]),
-                   ("ulx3s-85f", [1, 2])], got
+    assert main(["synth", "--no-eco", "--build-dir", bd]) == 0
+    assert got == [("ulx3s-85f", [DEFAULT_SEED["ulx3s-85f"]], True), ("ulx3s-85f", [7], True),
+                   ("ulx3s-85f", [1, 2], True),
+                   ("ulx3s-85f", [DEFAULT_SEED["ulx3s-85f"]], False)], got
 
 
 def test_board_netlist_location_independent(tmp_path: Path) -> None:

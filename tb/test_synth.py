@@ -1,0 +1,129 @@
+"""`eco_bram_registers`: the ECO between nextpnr's placement and routing, checked on a
+small hand-made placed design (no tool runs). Legality is checked here with rules written
+out again, not with the module's own checker."""
+
+from __future__ import annotations
+
+import pytest
+
+from doublesparse.scripts.synth import ECO_NEAR, SynthError, eco_bram_registers
+
+RAM = (5, 10)            # the activation block RAM's tile
+WRAM = (25, 1)           # the weight block RAM's tile
+TILES = [(x, y) for x in range(1, 31) for y in range(1, 31) if y not in (1, 10)]
+
+
+def _ff(bel: str, m: int, clk: int = 2, ce: int = 50) -> dict:
+    return {"type": "TRELLIS_FF",
+            "parameters": {"CEMUX": "CE", "CLKMUX": "CLK", "GSR": "ENABLED", "LSRMUX": "LSR",
+                           "SD": "0 "},
+            "attributes": {"NEXTPNR_BEL": bel},
+            "connections": {"CLK": [clk], "CE": [ce], "LSR": [3], "M": [m], "Q": [m + 1000]}}
+
+
+def _comb(bel: str, mode: str | None = None) -> dict:
+    return {"type": "TRELLIS_COMB", "parameters": {"MODE": mode} if mode else {},
+            "attributes": {"NEXTPNR_BEL": bel}, "connections": {"F": [9000], "A": [9001]}}
+
+
+def _ram(xy: tuple[int, int], first_bit: int) -> dict:
+    return {"type": "DP16KD", "parameters": {},
+            "attributes": {"NEXTPNR_BEL": f"X{xy[0]}/Y{xy[1]}/EBR0"},
+            "connections": {f"DO{i}": [first_bit + i] for i in range(18)}}
+
+
+def _design() -> dict:
+    cells = {f"lut{x}_{y}": _comb(f"X{x}/Y{y}/SLICED.K1") for x, y in TILES}
+    cells["engine.act_mem.bank0"] = _ram(RAM, 100)
+    cells["engine.wgt_mem0.0"] = _ram(WRAM, 200)
+    # activation registers 18 tiles and more away (in pairs, one clock enable per slice)
+    for i in range(10):
+        cells[f"n[{i}]"] = _ff(f"X{17 + i // 8}/Y{18}/SLICE{'ABCD'[i % 8 // 2]}.FF{i % 2}", 100 + i)
+    cells["near"] = _ff(f"X{RAM[0] + 3}/Y{RAM[1] + 2}/SLICEA.FF0", 110, ce=51)  # 5 tiles: stays
+    # obstacles next to the block RAM: another clock in (5, 9), distributed RAM in slice A of
+    # (4, 9), a RAM write port in (5, 11), another clock enable in slice A of (6, 9)
+    cells["other_clk"] = _ff("X5/Y9/SLICEA.FF0", 5000, clk=7)
+    cells["dpram"] = _comb("X4/Y9/SLICEA.K0", "DPRAM")
+    cells["ramw"] = {"type": "TRELLIS_RAMW", "parameters": {},
+                     "attributes": {"NEXTPNR_BEL": "X5/Y11/SLICEC.RAMW"}, "connections": {}}
+    cells["other_ce"] = _ff("X6/Y9/SLICEA.FF0", 5001, ce=52)
+    # weight registers: 28 tiles away (stays), 53 and 52 tiles away (move to 25 tiles on
+    # their line)
+    cells["w_ok"] = _ff(f"X{WRAM[0]}/Y{WRAM[1] + 28}/SLICEA.FF0", 200)
+    cells["w_far"] = _ff("X1/Y30/SLICEA.FF0", 201, ce=53)
+    cells["w_far2"] = _ff("X2/Y30/SLICEB.FF0", 202, ce=54)
+    return {"modules": {"top": {"cells": cells, "settings": {"target_freq": "12000000.000000"}}}}
+
+
+def _xy(bel: str) -> tuple[int, int]:
+    x, y = bel.split("/")[:2]
+    return int(x[1:]), int(y[1:])
+
+
+def _check_legal(cells: dict) -> None:
+    """One clock and set/reset per tile, one clock enable per slice, one cell per bel, no
+    flip-flop in a slice with distributed RAM or a tile with a RAM write port."""
+    clk: dict = {}
+    ce: dict = {}
+    bels: dict = {}
+    for n, c in cells.items():
+        bel = c["attributes"]["NEXTPNR_BEL"]
+        assert bel not in bels, f"{n} and {bels[bel]} both on {bel}"
+        bels[bel] = n
+        if c["type"] == "TRELLIS_FF":
+            t, sl = _xy(bel), bel.split(".")[0]
+            clk.setdefault(t, set()).add((c["connections"]["CLK"][0], c["connections"]["LSR"][0]))
+            ce.setdefault(sl, set()).add(c["connections"]["CE"][0])
+    assert all(len(v) == 1 for v in clk.values()), clk
+    assert all(len(v) == 1 for v in ce.values()), ce
+
+
+def test_eco_moves_far_registers() -> None:
+    d = _design()
+    cells = d["modules"]["top"]["cells"]
+    before = {n: c["attributes"]["NEXTPNR_BEL"] for n, c in cells.items()}
+    moved, worst = eco_bram_registers(d, clock_mhz=125.0)
+    after = {n: c["attributes"]["NEXTPNR_BEL"] for n, c in cells.items()}
+    changed = sorted(n for n in after if after[n] != before[n])
+    assert changed == sorted([f"n[{i}]" for i in range(10)] + ["w_far", "w_far2"]), changed
+    assert moved == 12
+    _check_legal(cells)
+    dist = {n: abs(_xy(after[n])[0] - RAM[0]) + abs(_xy(after[n])[1] - RAM[1])
+            for n in changed if n.startswith("n[")}
+    # ten registers with one clock enable: five slices; the nearest free, legal slices
+    # are (5, 9) no (other clock), (4, 9) B-D, (6, 9) B-D, (5, 11) no (RAM write port):
+    # all within two tiles
+    assert max(dist.values()) <= 2, dist
+    assert "X5/Y9/" not in " ".join(after[n] for n in changed)
+    assert all(not after[n].startswith("X4/Y9/SLICEA") for n in changed)
+    assert all(not after[n].startswith("X5/Y11/") for n in changed)
+    # the far weight registers land near the point 25 tiles along their line
+    for n in ("w_far", "w_far2"):
+        bx, by = _xy(before[n])
+        d0 = abs(bx - WRAM[0]) + abs(by - WRAM[1])
+        t = (WRAM[0] + (bx - WRAM[0]) * 25 / d0, WRAM[1] + (by - WRAM[1]) * 25 / d0)
+        ax, ay = _xy(after[n])
+        assert abs(ax - t[0]) + abs(ay - t[1]) <= 2, (n, after[n], t)
+    assert worst == max(max(dist.values()),
+                        *(abs(_xy(after[n])[0] - WRAM[0]) + abs(_xy(after[n])[1] - WRAM[1])
+                          for n in ("w_far", "w_far2")))
+    assert all(c["attributes"]["BEL_STRENGTH"] == format(6, "032b") for c in cells.values())
+    assert d["modules"]["top"]["settings"]["target_freq"] == "125000000.000000"
+    assert ECO_NEAR < 18
+
+
+def test_eco_errors() -> None:
+    d = _design()
+    cells = d["modules"]["top"]["cells"]
+    cells["clash"] = _ff("X2/Y18/SLICEA.FF1", 6000, clk=8)
+    cells["clash2"] = _ff("X2/Y18/SLICEB.FF0", 6001, clk=9)   # two clocks in tile (2, 18)
+    with pytest.raises(SynthError, match=r"legality model at tile \(2, 18\)"):
+        eco_bram_registers(d)
+    # the only logic tile holds a RAM write port, which the ECO leaves alone
+    d = {"modules": {"top": {"cells": {
+        "engine.act_mem.bank0": _ram(RAM, 100),
+        "n[0]": _ff("X18/Y18/SLICEA.FF0", 100),
+        "ramw": {"type": "TRELLIS_RAMW", "parameters": {},
+                 "attributes": {"NEXTPNR_BEL": "X18/Y18/SLICEC.RAMW"}, "connections": {}}}}}}
+    with pytest.raises(SynthError, match=r"no free flip-flop slot left for 'n\[0\]'"):
+        eco_bram_registers(d)
