@@ -155,7 +155,7 @@ def _check_run(cmd: list[str], cwd: Path, log: Path, what: str) -> None:
         raise SynthError(f"{what} failed: {last[:200]} (log: {log})")
 
 
-# The ECO between the two placements (`eco_bram_registers`): a flip-flop fed straight from
+# The ECO between placement and routing (`eco_bram_registers`): a flip-flop fed straight from
 # a DP16KD output that the first placement put more than ECO_NEAR tiles (Manhattan) from its
 # block RAM moves into the nearest free, legal flip-flop slot. The weight memories' output
 # registers are the PE feeders' three-entry buffers, read by the PE through a multiplexer,
