@@ -589,14 +589,29 @@ class Engine(wiring.Component):
         g_addr = Signal(oa_bits)
         m.d.sync += [g_valid.eq(f_valid), g_keep.eq(f_keep), g_acc.eq(f_acc),
                      y.eq(f_sum >> f_shift), g_addr.eq(f_addr)]
-        relu = d["MODE"][1]
+        # ReLU and the int8 clamp from y's bits, no comparators: y is negative when its
+        # sign is set, above 127 when non-negative with any of bits 7.. set, below -128
+        # when negative with any of them clear (OR / AND trees, where `y > 127` on the
+        # ReLU's output was a 50-bit carry chain behind a LUT: a routed critical path).
+        # MODE is copied into registers beside this stage; it is constant during a job.
+        raw_r, relu_r = Signal(), Signal()
+        m.d.sync += [raw_r.eq(d["MODE"][0]), relu_r.eq(d["MODE"][1])]
         h_valid, h_keep = Signal(), Signal()
         h_data = Signal(32)
         h_addr = Signal(oa_bits)
-        y_r = Mux(relu & (y < 0), 0, y)
-        y8 = Mux(y_r > 127, 127, Mux(y_r < -128, -128, y_r))
+        y_neg = y[-1]
+        y_top = y[7:]
+        y8 = Signal(8)
+        with m.If(y_neg & relu_r):
+            m.d.comb += y8.eq(0)
+        with m.Elif(~y_neg & y_top.any()):
+            m.d.comb += y8.eq(127)
+        with m.Elif(y_neg & ~y_top.all()):
+            m.d.comb += y8.eq(0x80)
+        with m.Else():
+            m.d.comb += y8.eq(y[0:8])
         m.d.sync += [h_valid.eq(g_valid), h_keep.eq(g_keep), h_addr.eq(g_addr),
-                     h_data.eq(Mux(d["MODE"][0], g_acc, y8.as_unsigned()[0:8].as_signed()))]
+                     h_data.eq(Mux(raw_r, g_acc, y8.as_signed()))]
         m.d.comb += [out_mem.w_addr.eq(h_addr), out_mem.w_data.eq(h_data),
                      out_mem.w_en.eq(h_valid & h_keep)]
         with m.If(h_valid):
