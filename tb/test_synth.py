@@ -127,3 +127,63 @@ def test_eco_errors() -> None:
                  "attributes": {"NEXTPNR_BEL": "X18/Y18/SLICEC.RAMW"}, "connections": {}}}}}}
     with pytest.raises(SynthError, match=r"no free flip-flop slot left for 'n\[0\]'"):
         eco_bram_registers(d)
+
+
+def test_build_seeds_runs_eco(tmp_path, monkeypatch) -> None:
+    """The per-seed flow: placement only, the ECO on its output, a route of the ECO's
+    design; the best seed's log and configuration are kept (tools replaced by fakes that
+    record their command lines)."""
+    import json
+
+    from doublesparse.scripts import synth as synth_mod
+
+    (tmp_path / "build_top.sh").write_text(
+        '"$YOSYS" -q -l top.rpt top.ys\n'
+        '"$NEXTPNR_ECP5" --quiet --timing-allow-fail --log top.tim --85k --json top.json '
+        '--lpf top.lpf --textcfg top.config\n'
+        '"$ECPPACK" --compress --input top.config --bit top.bit\n')
+    (tmp_path / "top.json").write_text(json.dumps(_design()))   # stands in for Yosys's
+    fmax = {"2": 97.5, "3": 101.25}
+    runs = []
+
+    def fake_run(cmd, cwd, log, what):
+        runs.append(cmd)
+        if "--no-route" in cmd:
+            out = cmd[cmd.index("--write") + 1]
+            (cwd / out).write_text(json.dumps(_design()))
+        elif "--textcfg" in cmd:
+            seed = cmd[cmd.index("--seed") + 1]
+            design = json.loads((cwd / cmd[cmd.index("--json") + 1]).read_text())
+            locked = all(c["attributes"].get("BEL_STRENGTH") == format(6, "032b")
+                         for c in design["modules"]["top"]["cells"].values())
+            (cwd / cmd[cmd.index("--log") + 1]).write_text(
+                f"Info: Max frequency for clock 'clk': 70.00 MHz (FAIL at 100.00 MHz)\n"
+                f"Info: Max frequency for clock 'clk': {fmax[seed]} MHz (locked {locked})\n")
+            (cwd / cmd[cmd.index("--textcfg") + 1]).write_text(f"config of seed {seed}\n")
+
+    monkeypatch.setattr(synth_mod, "_check_run", fake_run)
+    got, best = synth_mod._build_seeds(tmp_path, "top", [2, 3], 1, "", lambda msg: None,
+                                       eco=True, clock_mhz=100.0)
+    assert got == {2: 97.5, 3: 101.25} and best == 3, (got, best)
+    pnr = [c for c in runs if "nextpnr" in c[0]]
+    assert len(pnr) == 4, pnr
+    for seed, (place, route) in zip((2, 3), (pnr[0:2], pnr[2:4]), strict=True):
+        assert "--no-route" in place and "--textcfg" not in place, place
+        assert place[place.index("--json") + 1] == "top.json"
+        assert place[place.index("--log") + 1] == f"seed{seed}/place1.tim"
+        assert route[route.index("--json") + 1] == f"seed{seed}/eco.json", route
+        assert "--no-route" not in route and route[route.index("--seed") + 1] == str(seed)
+    assert "(locked True)" in (tmp_path / "top.tim").read_text()
+    assert (tmp_path / "top.config").read_text() == "config of seed 3\n"
+    assert "ecppack" in runs[-1][0]
+    moved = json.loads((tmp_path / "seed2" / "eco.json").read_text())["modules"]["top"]["cells"]
+    assert moved["n[0]"]["attributes"]["NEXTPNR_BEL"] != _design()["modules"]["top"]["cells"][
+        "n[0]"]["attributes"]["NEXTPNR_BEL"]
+    # without the ECO: one nextpnr run per seed on Yosys's JSON
+    runs.clear()
+    for seed in (2, 3):
+        (tmp_path / f"seed{seed}").rename(tmp_path / f"old{seed}")
+    synth_mod._build_seeds(tmp_path, "top", [2], 1, "", lambda msg: None, eco=False)
+    pnr = [c for c in runs if "nextpnr" in c[0]]
+    assert len(pnr) == 1 and pnr[0][pnr[0].index("--json") + 1] == "top.json", pnr
+    assert "(locked False)" in (tmp_path / "top.tim").read_text()
