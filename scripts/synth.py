@@ -304,8 +304,7 @@ def eco_bram_registers(placed: dict, clock_mhz: float = 100.0, near: int = ECO_N
             raise SynthError(f"no free flip-flop slot left for {f!r}")
     for c in cells.values():
         c["attributes"]["BEL_STRENGTH"] = _LOCKED
-    placed.setdefault("modules", {})[top].setdefault("settings", {})["target_freq"] = \
-        f"{clock_mhz * 1e6:.6f}"
+    mod.setdefault("settings", {})["target_freq"] = f"{clock_mhz * 1e6:.6f}"
     return len(moves), worst
 
 
