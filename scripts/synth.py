@@ -354,8 +354,10 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
         progress(f"synth: seed {seed}: {fmax} MHz")
         return seed, fmax
 
-    progress(f"synth: nextpnr with seeds {', '.join(map(str, seeds))}, {jobs} at a time "
-             f"(logs: {build_dir}/seed<N>/{name}.tim)")
+    jobs = min(jobs, len(seeds))
+    what = f"seeds {', '.join(map(str, seeds))}, {jobs} at a time" if len(seeds) > 1 \
+        else f"seed {seeds[0]}"
+    progress(f"synth: nextpnr with {what} (logs: {build_dir}/seed<N>/{name}.tim)")
     with ThreadPoolExecutor(max_workers=jobs) as ex:
         got = dict(ex.map(place, seeds))
     best = max(seeds, key=lambda sd: (got[sd] or 0.0, -seeds.index(sd)))
