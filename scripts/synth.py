@@ -176,6 +176,13 @@ def _bel_xy(bel: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def _slot_key(bel: str) -> tuple | None:
+    """(x, y, slice, kind, index) of a logic-tile bel such as ``X43/Y27/SLICED.FF1``;
+    None for other bels."""
+    m = _SLOT.match(bel)
+    return (int(m[1]), int(m[2]), m[3], m[4], m[5]) if m else None
+
+
 def _ff_sets(c: dict) -> tuple[tuple, tuple]:
     """A packed TRELLIS_FF's (tile, slice) control keys: nextpnr's ECP5 legality check
     (``Arch::slices_compatible``) wants one clock, set/reset signal and their modes per
@@ -197,9 +204,9 @@ class _Slots:
         self.cells = cells
         self.at: dict[tuple, str] = {}
         for n, c in cells.items():
-            m = _SLOT.match(c["attributes"].get("NEXTPNR_BEL", ""))
-            if m:
-                self.at[(int(m[1]), int(m[2]), m[3], m[4], m[5])] = n
+            key = _slot_key(c["attributes"].get("NEXTPNR_BEL", ""))
+            if key:
+                self.at[key] = n
         self.tiles = sorted({k[:2] for k in self.at})
 
     def _m_used(self, x: int, y: int, s: str, i: str) -> bool:
@@ -290,8 +297,7 @@ def eco_bram_registers(placed: dict, clock_mhz: float = 100.0, near: int = ECO_N
                         moves.append((dist, f, (bx, by), (bx, by)))
     moves.sort(key=lambda m: (m[0], m[1]), reverse=True)   # furthest first
     for _d, f, _b, _t in moves:
-        m = _SLOT.match(cells[f]["attributes"]["NEXTPNR_BEL"])
-        del slots.at[(int(m[1]), int(m[2]), m[3], m[4], m[5])]
+        del slots.at[_slot_key(cells[f]["attributes"]["NEXTPNR_BEL"])]
     worst = 0
     for _d, f, (bx, by), (tx, ty) in moves:
         for x, y in sorted(slots.tiles, key=lambda q: (abs(q[0] - tx) + abs(q[1] - ty), q)):
