@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..rtl.pe import PE_STAGES
 from .config import Config
 from .conv import Job
-from .pe_model import PE_STAGES
 
 __all__ = ["engine_steps", "engine_cycles", "ENGINE_LATENCY"]
 

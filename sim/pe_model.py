@@ -13,14 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..rtl.pe import PE_STAGES
 from .config import Config
 from .formats import Chunk, to_chunks
 
 __all__ = ["pe_golden", "pe_chunks", "pe_cycles", "PECycles", "PE_LATENCY", "pe_bound"]
 
-# registers a chunk pair passes before the queue: input, counts (two steps), unpack,
-# compress
-PE_STAGES = 5
 # cycles from a chunk pair offered to its result leaving: the stages before the queue,
 # queue / window, select (two cycles), multiply, accumulate / output register
 PE_LATENCY = PE_STAGES + 5

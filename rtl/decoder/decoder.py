@@ -24,24 +24,13 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sim.config import Config
-from ..sim.formats import HEADER_WORDS, MAGIC, MAX_BODY_WORDS, Err, Fmt
+from ...sim.config import Config
+from ...sim.formats import HEADER_WORDS, MAGIC, MAX_BODY_WORDS, Err, Fmt
+from ..chunk import chunk_layout
 
-__all__ = ["Decoder", "chunk_layout", "WORD_LAYOUT"]
+__all__ = ["Decoder", "WORD_LAYOUT"]
 
 WORD_LAYOUT = data.StructLayout({"data": 32, "last": 1})
-
-
-def chunk_layout(join_width: int) -> data.StructLayout:
-    """Payload of one chunk: ``mask`` (J bits), ``values`` (J signed bytes, nonzeros packed
-    from lane 0 in channel order, unused lanes zero), ``last`` (final chunk of a channel
-    vector), ``end`` (final chunk of a correctly decoded image)."""
-    return data.StructLayout({
-        "mask": join_width,
-        "values": data.ArrayLayout(signed(8), join_width),
-        "last": 1,
-        "end": 1,
-    })
 
 
 class Decoder(wiring.Component):

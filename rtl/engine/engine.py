@@ -22,10 +22,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sim.config import Config
-from .fifo import FeedQueue
-from .mem import BankedMemory, read_port_no_rw, write_port_reg
-from .pe import PE
+from ...sim.config import Config
+from ..fifo import FeedQueue
+from ..mem import BankedMemory, read_port_no_rw, write_port_reg
+from ..pe import PE
 
 __all__ = ["Engine", "EngineError", "HostSignature", "READ_LATENCY", "REG", "REGION"]
 

@@ -37,11 +37,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sim.config import Config
-from ..sim.pe_model import PE_STAGES
-from .decoder import chunk_layout
+from ...sim.config import Config
+from ..chunk import chunk_layout
 
-__all__ = ["PE", "PEError", "result_layout"]
+__all__ = ["PE", "PEError", "result_layout", "PE_STAGES"]
+
+# registers a chunk pair passes before the pair queue: input, counts (two steps), unpack,
+# compress
+PE_STAGES = 5
 
 
 class PEError:

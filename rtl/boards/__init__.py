@@ -1,0 +1,1 @@
+"""Board tops: the engine wired to the pins of a board."""
