@@ -1,10 +1,7 @@
 """Bitstreams for real boards through amaranth-boards and the YoWASP tools.
 
-The engine sits in a board top that keeps all of its logic: a serial bridge shifts a host
-bus word (address, data, write, read) in from the UART receive pin, a button strobes it
-onto the engine's host port, and the read data is shifted out on the UART transmit pin;
-busy and done drive LEDs. Every register and memory of the engine can reach the read data,
-so synthesis keeps the whole design (the report's multiplier count shows it).
+The board top (``rtl/boards/bridge.py``) keeps all of the engine's logic; ``synth_block``
+builds one block out of context (``rtl/boards/block.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +17,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from amaranth import Cat, ClockDomain, Elaboratable, Module, Signal, Value
 from amaranth.back import rtlil
-from amaranth.lib import io
 
-from ..rtl.engine import Engine
+from ..rtl.boards.block import BlockTop
+from ..rtl.boards.bridge import BridgeTop
 from ..sim.config import Config
 
 __all__ = ["BOARDS", "board_plan", "synth", "synth_block", "SynthError"]
@@ -34,37 +30,6 @@ BOARDS = ("ulx3s-85f", "icebreaker")
 
 class SynthError(RuntimeError):
     """A tool failed: a short message plus the log path."""
-
-
-class BoardTop(Elaboratable):
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.engine = eng = Engine(self.cfg)
-        uart = platform.request("uart", 0, dir="-")
-        m.submodules.rx = rx = io.Buffer("i", uart.rx)
-        m.submodules.tx = tx = io.Buffer("o", uart.tx)
-        m.submodules.fire = strobe = io.Buffer("i", platform.request("button_fire", 0, dir="-"))
-        leds = []
-        for i in range(2):
-            m.submodules[f"led{i}"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
-            leds.append(led)
-        shreg = Signal(66)
-        m.d.sync += shreg.eq(Cat(rx.i, shreg[:-1]))
-        s_prev = Signal()
-        m.d.sync += s_prev.eq(strobe.i)
-        fire = strobe.i & ~s_prev
-        m.d.comb += [eng.host.addr.eq(shreg[0:32]), eng.host.wdata.eq(shreg[32:64]),
-                     eng.host.we.eq(fire & shreg[64]), eng.host.re.eq(fire & shreg[65])]
-        out = Signal(32)
-        with m.If(eng.host.rvalid):
-            m.d.sync += out.eq(eng.host.rdata)
-        with m.Else():
-            m.d.sync += out.eq(Cat(out[1:], out[0]))
-        m.d.comb += [tx.o.eq(out[0]), leds[0].o.eq(eng.busy), leds[1].o.eq(eng.done)]
-        return m
 
 
 def _platform(board: str, clock_mhz: float):
@@ -381,7 +346,7 @@ def board_plan(board: str, cfg: Config, clock_mhz: float = 100.0, nextpnr_opts: 
     netlist whose names differ differently under the same seed, so with them the build
     would depend on where the checkout lies. Without them the files are the same wherever
     the package is installed (tb/test_cli.py checks this)."""
-    return _platform(board, clock_mhz).prepare(BoardTop(cfg), name, nextpnr_opts=nextpnr_opts,
+    return _platform(board, clock_mhz).prepare(BridgeTop(cfg), name, nextpnr_opts=nextpnr_opts,
                                                emit_src=False)
 
 
@@ -444,46 +409,6 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
                timing_met=res["fmax_mhz"] is not None and res["fmax_mhz"] >= clock_mhz)
     (build_dir / "report.json").write_text(json.dumps(res, indent=1))
     return res
-
-
-class BlockTop(Elaboratable):
-    """Out-of-context wrapper of one block with three pins: every input of the block is
-    driven from a shift register fed by ``din``, every output is registered and folded
-    into ``dout``, so synthesis keeps all of the block's logic and every path starts and
-    ends at a flip-flop (register-to-register timing, as inside the engine)."""
-
-    def __init__(self, block: str, cfg: Config):
-        self.block, self.cfg = block, cfg
-        self.clk = Signal()
-        self.din = Signal()
-        self.dout = Signal()
-
-    def elaborate(self, platform):
-        from ..rtl.pe import PE
-        m = Module()
-        m.domains.sync = cd = ClockDomain("sync", reset_less=True)
-        m.d.comb += cd.clk.eq(self.clk)
-        dut = {"pe": PE, "engine": Engine}[self.block](self.cfg)
-        m.submodules.dut = dut
-        ins, outs = [], []
-        for _path, member, value in dut.signature.flatten(dut):
-            (ins if member.flow.name == "In" else outs).append(Value.cast(value))
-        width = sum(len(v) for v in ins)
-        sh = Signal(width)
-        m.d.sync += sh.eq(Cat(self.din, sh[:-1]))
-        pos = 0
-        for v in ins:
-            m.d.comb += v.eq(sh[pos:pos + len(v)])
-            pos += len(v)
-        folded = Signal()
-        acc = 0
-        for v in outs:
-            r = Signal(len(v))
-            m.d.sync += r.eq(v)
-            acc = acc ^ r.xor()
-        m.d.sync += folded.eq(acc)
-        m.d.comb += self.dout.eq(folded)
-        return m
 
 
 def synth_block(block: str, cfg: Config | None = None, build_dir: str | Path = "build/block",
