@@ -1,7 +1,21 @@
 """The ``doublesparse`` command line.
 
-Subcommands: ``encode``, ``decode``, ``verilog``, ``bench``, ``demo``. Run
-``doublesparse <command> --help`` for the options of each.
+Commands (``doublesparse <command> --help`` gives the options of each):
+
+- ``encode``: compress an int8 ``.npy`` tensor into a memory image (bitmap, rle, nm, dense).
+- ``decode``: a memory image back to a tensor, in software or through the RTL decoder.
+- ``verilog``: emit Verilog for a block (decoder, PE or engine).
+- ``bench``: measured figures against their bounds: ``decoder``, ``pe``, ``engine``, and
+  ``sweep`` (double-sparse vs weight-only vs dense over (d_w, d_a)).
+- ``dot``: dot products through the RTL PE, checked against numpy.
+- ``run-layer``: one convolution layer through the RTL engine, checked against the golden
+  model, with cycle and utilization statistics.
+- ``synth``: a bitstream for a board (ULX3S-85F, iCEBreaker) with Fmax and resources.
+- ``demo``: the pruned int8 digits CNN through the RTL engine layer by layer, checked
+  bit-exact (``--tour``: every block on its own).
+- ``train-digits``: retrain, prune and quantize the digits CNN (seeded).
+- ``docs``: regenerate the generated sections of the documentation from the committed
+  results (``--check``: fail if any is stale).
 """
 
 from __future__ import annotations
@@ -32,15 +46,12 @@ from ..sim.formats import (
 SIMS = ("verilator", "icarus")
 
 # The placement seed `doublesparse synth` uses on a board when neither --seed nor --seeds
-# is given. nextpnr is deterministic for one netlist and seed, and the routed Fmax of this
-# design moves by up to ~13 MHz from seed to seed (docs/performance.md), so the default is
-# the best seed measured on the default config's netlist with the tool versions pinned in
-# pyproject.toml (31c588b: seed 2 95.25 MHz, seed 3 94.66 MHz; 3d58165: seed 2 95.08 MHz,
-# seed 3 93.48 MHz; dbed5ae: seed 2 94.38 MHz; 7539ca8: seed 3 95.45 MHz, seed 2 unfinished;
-# since session 10 with the ECO between placement and routing, d60f0f9: seed 3 103.53 MHz,
-# timing met, seed 2 95.15 MHz). Re-pick it with --seeds when the RTL or a tool version changes.
-# The netlist holds no source paths (synth.board_plan), so the figure holds wherever the
-# checkout is.
+# is given. nextpnr is deterministic for one netlist and seed (the netlist holds no source
+# paths, synth.board_plan, so this holds wherever the checkout is), but the routed Fmax of
+# this design moves by several MHz from seed to seed. The default is the best seed measured
+# on the default config's netlist with the tool versions pinned in pyproject.toml; its
+# figure is docs/results/synth-ulx3s-85f.json, shown in docs/performance.md. Re-pick it
+# with --seeds when the RTL or a tool version changes.
 DEFAULT_SEED = {"ulx3s-85f": 3}
 
 
@@ -364,7 +375,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CliError(f"--images {args.images} / --batch {args.batch}: must be at least 1")
     try:
         return cnn_demo(_config(args), sim=args.sim, images=args.images, batch=args.batch,
-                        seed=args.seed, network=args.network)
+                        seed=args.seed, network=args.network, json_path=args.json)
     except NetworkError as e:
         raise CliError(str(e)) from e
 
@@ -376,6 +387,35 @@ def cmd_train_digits(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         argv += ["--epochs", str(args.epochs)]
     return train_main(argv) or 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from .docgen import REPO, DocgenError, diffs, update
+
+    root = Path(args.root) if args.root else REPO
+    if not (root / "docs").is_dir():
+        raise CliError(f"{root}: no docs/ folder (run from a checkout, or give --root)")
+    try:
+        if args.check:
+            d = diffs(root)
+            if not d:
+                print("docs: every generated section is up to date")
+                return 0
+            for label, diff in d.items():
+                lines = diff.splitlines()
+                print(f"stale: {label}")
+                print("\n".join("  " + ln for ln in lines[:20])
+                      + (f"\n  ... ({len(lines) - 20} more diff lines)" if len(lines) > 20
+                         else ""))
+            print(f"error: {len(d)} generated section(s) stale; run `doublesparse docs`",
+                  file=sys.stderr)
+            return 1
+        changed = update(root)
+    except DocgenError as e:
+        raise CliError(str(e)) from None
+    print("docs: " + (f"rewrote {', '.join(changed)}" if changed
+                      else "every generated section was up to date"))
+    return 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -487,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--images", type=int, default=20, help="test images through the RTL")
     m.add_argument("--batch", type=int, default=10, help="images per simulator run")
     m.add_argument("--network", help="network .npz (default: the committed sim/digits_cnn.npz)")
+    m.add_argument("--json", help="also write the per-layer figures and accuracies (the data "
+                                  "of docs/cnn.md: docs/results/cnn.json)")
     m.add_argument("--tour", action="store_true",
                    help="instead: every format through the RTL decoder, a sparse FC layer "
                         "through decoder + PE and a random conv layer through the engine")
@@ -499,6 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, help="override the training schedule's epochs")
     g.add_argument("--out", default="sim/digits_cnn.npz")
     g.set_defaults(func=cmd_train_digits)
+
+    o = sub.add_parser("docs", help="regenerate the documentation's generated sections "
+                                    "(tables from docs/results/*.json) and files")
+    o.add_argument("--check", action="store_true",
+                   help="change nothing; exit 1 listing every stale section")
+    o.add_argument("--root", help="repository root (default: this checkout)")
+    o.set_defaults(func=cmd_docs)
     return p
 
 

@@ -5,7 +5,9 @@ and speedup against a dense engine with the same multipliers."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -19,9 +21,13 @@ __all__ = ["cnn_demo"]
 
 
 def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int = 10,
-             seed: int = 2026, network: str | None = None, fold: bool = True) -> int:
+             seed: int = 2026, network: str | None = None, fold: bool = True,
+             json_path: str | Path | None = None) -> int:
     """Run ``images`` test images through the RTL (``batch`` images per simulation) and
     report. Returns 0 when every layer of every image matched the golden model.
+
+    ``json_path``: also write the per-layer figures and accuracies as JSON (the data of
+    ``docs/cnn.md``'s generated table, ``docs/results/cnn.json``).
 
     ``fold``: run a convolution with fewer input channels than the join width (conv1: one
     channel) as the equivalent 1x1 convolution on its im2col view (``sim.conv.fold_kernel``),
@@ -81,6 +87,7 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
     acts = {int(j): None for j in pick}
     per_layer = []
     failures = []
+    bad_runs = 0
     t_rtl = time.time()
     for i, L in enumerate(LAYERS):
         st = {"cycles": 0, "macs": 0, "dense_cycles": 0, "model": 0, "d_a": [], "runs": 0}
@@ -99,6 +106,7 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
                 s = run.stats
                 if run.error or not s.get("match"):
                     failures.append(_mismatch(L["name"], int(j), run))
+                    bad_runs += 1
                     acts[int(j)] = run.ref          # carry on with the golden values
                 else:
                     acts[int(j)] = run.y
@@ -130,6 +138,7 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
     print(hdr)
     print("-" * len(hdr))
     tot_c = tot_d = 0
+    layer_rows = []
     for i, (L, st) in enumerate(zip(LAYERS, per_layer, strict=True)):
         w = net.qweights[i]
         dw = np.count_nonzero(w) / w.size
@@ -139,6 +148,10 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
         sp = st["dense_cycles"] / max(1, st["cycles"])
         tot_c += st["cycles"]
         tot_d += st["dense_cycles"]
+        layer_rows.append({"name": L["name"], "folded": bool(folded[i]), "d_w": float(dw),
+                           "d_a": da, "cycles": cyc, "model": st["model"] / n,
+                           "macs": st["macs"] / n, "utilization": float(util),
+                           "dense_cycles": st["dense_cycles"] / n, "speedup_vs_dense": sp})
         name = L["name"] + ("*" if folded[i] else "")
         print(f"{name:6} {dw:6.3f} {da:6.3f} {cyc:10.1f} {st['model'] / n:8.1f} "
               f"{st['macs'] / n:13.1f} {util:5.2f} {st['dense_cycles'] / n:13.1f} "
@@ -154,6 +167,19 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
           f"{n / t_rtl:.2f} images/s; whole demo {time.time() - t_start:.1f} s"
           + (f" (of which {t_build:.0f} s building the simulator model)" if t_build > 2
              else ""))
+    if json_path is not None:
+        data = {"sim": sim, "seed": seed, "images": n, "batch": batch,
+                "config": {k: getattr(cfg, k) for k in ("pes", "multipliers", "join_width")},
+                "layers": layer_rows,
+                "total": {"cycles": tot_c / n, "dense_cycles": tot_d / n,
+                          "speedup_vs_dense": tot_d / max(1, tot_c)},
+                "accuracy": {"rtl": acc_r, "float": acc_fs, "same_as_golden": same,
+                             "test_images": len(y), "float_all": acc_f, "int8_all": acc_q},
+                "layer_runs": n * len(LAYERS),
+                "bit_exact_runs": n * len(LAYERS) - bad_runs,
+                "seconds": {"rtl": t_rtl, "build": t_build}}
+        Path(json_path).write_text(json.dumps(data, indent=1) + "\n")
+        print(f"wrote {json_path}")
     if failures or same != n:
         for f in failures[:10]:
             print(f"  FAIL {f}")

@@ -19,6 +19,7 @@ table written between markers into ``docs/performance.md``.
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from ..sim.config import Config
 from ..sim.conv import Layer, make_job
 from ..sim.engine_model import engine_cycles
 from ..tb.stimulus import random_tensor
+from .docgen import begin_marker, end_marker, write_section
 from .layer import LayerSpec, effectual_pairs, run_layers
 from .progress import Progress
 
@@ -37,6 +39,10 @@ __all__ = ["SWEEP_LAYER", "RTL_GRID", "ANCHORS", "sweep", "model_point"]
 def describe(layer: Layer) -> str:
     return (f"K = {layer.K}, C = {layer.C}, {layer.R}x{layer.S}, {layer.H}x{layer.W} pixels, "
             f"stride {layer.stride}, pad {layer.pad}")
+
+
+def _layer_dict(layer: Layer) -> dict:
+    return {k: getattr(layer, k) for k in ("K", "C", "R", "S", "H", "W", "stride", "pad")}
 
 
 SWEEP_LAYER = Layer(K=32, C=32, R=3, S=3, H=8, W=8, stride=1, pad=1)
@@ -221,51 +227,50 @@ def _plots(out: Path, rtl: list[dict], model: list[dict], cfg: Config, layer: La
     return paths
 
 
-BEGIN = "<!-- sweep:begin (written by `doublesparse bench sweep`; do not edit by hand) -->"
-END = "<!-- sweep:end -->"
+SWEEP_JSON = "docs/sweep/sweep.json"
+BEGIN, END = begin_marker("sweep"), end_marker("sweep")
+HEADING = "## Sweep: double-sparse vs weight-only vs dense"
 
 
-def _markdown(rtl: list[dict], anchors: list[dict], cfg: Config, layer: Layer,
-              sim: str, seed: int, out: Path, docs: Path | None, cmd: str,
-              design: list[dict] | None = None) -> str:
-    rel = (lambda p: Path(p).resolve().relative_to(docs.parent.resolve()).as_posix()) \
-        if docs else (lambda p: str(p))
-    try:
-        img_s, img_u = rel(out / "speedup.png"), rel(out / "utilization.png")
-        csv_r = rel(out / "sweep_rtl.csv")
-    except ValueError:
-        img_s, img_u, csv_r = out / "speedup.png", out / "utilization.png", out / "sweep_rtl.csv"
-    lines = [BEGIN, "",
-             f"Layer {describe(layer)}; config {cfg.pes} PEs x {cfg.multipliers} multipliers, "
-             f"J = {cfg.join_width}; RTL under {sim}, every run checked bit-exact against the "
-             f"golden model; seed {seed}. Reproduce: `{cmd}`. Cycles are the engine's CYCLES "
-             f"register (start to done); bound = ceil(nonzero pairs / multipliers); "
-             f"`model` = performance-model cycles for the double-sparse run. To re-run a row "
-             f"by hand: `doublesparse bench sweep --save-operands OPS` writes each point's "
+def markdown(data: dict, img_s: str, img_u: str, csv_r: str) -> str:
+    """The sweep's section of ``docs/performance.md`` from the data ``sweep`` writes to
+    ``sweep.json``; the plots and the CSV are named by the paths given (relative to the
+    page)."""
+    cfg, layer, sim, seed = data["config"], Layer(**data["layer"]), data["sim"], data["seed"]
+    lines = [f"Layer {describe(layer)}; config {cfg['pes']} PEs x {cfg['multipliers']} "
+             f"multipliers, J = {cfg['join_width']}; RTL under {sim}, every run checked "
+             f"bit-exact against the golden model; seed {seed}. Reproduce: `{data['cmd']}`. "
+             f"Cycles are the engine's CYCLES register (start to done); bound = "
+             f"ceil(nonzero pairs / multipliers); `model` = performance-model cycles for the "
+             f"double-sparse run (worst model error over every RTL run of the sweep: "
+             f"{100 * data['worst_model_error']:.1f} %). To re-run a row by hand: "
+             f"`doublesparse bench sweep --save-operands OPS` writes each point's "
              f"`w_<d_w>_<d_a>.npy` and `a_<d_w>_<d_a>.npy`, then `doublesparse run-layer "
              f"--weights OPS/w_0.25_0.5.npy --acts OPS/a_0.25_0.5.npy --pad {layer.pad} --raw "
              f"--encoding {{double,weight-only,dense}} --out Y.npy --stats S.json`.", "",
              "| d_w | d_a | nonzero pairs | bound | double | model | weight-only | dense | "
              "cycles/bound | util | vs dense | ideal 1/(d_w d_a) | vs weight-only |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rtl:
+    for r in data["rtl"]:
         lines.append(
             f"| {r['d_w']:g} | {r['d_a']:g} | {r['nonzero_pairs']} | {r['bound_cycles']} | "
             f"{r['cycles_double']} | {r['model_double']} | {r['cycles_weight-only']} | "
             f"{r['cycles_dense']} | {r['cycles_over_bound']:.2f} | {r['utilization']:.2f} | "
             f"{r['speedup_vs_dense']:.2f}x | {r['ideal_speedup']:.1f}x | "
             f"{r['speedup_vs_weight_only']:.2f}x |")
-    lines += ["", "Beside published results (same layer and engine, RTL under "
-              f"{sim}; the papers give network averages, so the density point we run is "
-              "stated with its reason):", "",
-              "| design | published | our d_w | our d_a | our bound vs dense | "
-              "ours vs dense | ours vs weight-only | why this point |",
-              "|---|---|---:|---:|---:|---:|---:|---|"]
-    for a in anchors:
+    if data["anchors"]:
+        lines += ["", "Beside published results (same layer and engine, RTL under "
+                  f"{sim}; the papers give network averages, so the density point we run is "
+                  "stated with its reason):", "",
+                  "| design | published | our d_w | our d_a | our bound vs dense | "
+                  "ours vs dense | ours vs weight-only | why this point |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
+    for a in data["anchors"]:
         r = a["row"]
         lines.append(f"| {a['design']} | {a['published']} | {a['d_w']:g} | {a['d_a']:g} | "
                      f"{r['ideal_speedup']:.1f}x | {r['speedup_vs_dense']:.2f}x | "
                      f"{r['speedup_vs_weight_only']:.2f}x | {a['why']} |")
+    design = data.get("design_space")
     if design:
         pts = [(a["d_w"], a["d_a"]) for a in design[0]["points"]]
         lines += ["", "Design space from the performance model (same layer, same operands; "
@@ -279,20 +284,21 @@ def _markdown(rtl: list[dict], anchors: list[dict], cfg: Config, layer: Layer,
                 f"{p['speedup_vs_dense']:.2f}x ({p['utilization']:.2f})" for p in d["points"])
                 + " |")
     lines += ["", f"![speedup]({img_s})", "", f"![utilization]({img_u})", "",
-              f"Full rows: `{csv_r}` (RTL) and the model grid beside it.", "", END]
+              f"Full rows: `{csv_r}` (RTL) and the model grid beside it."]
     return "\n".join(lines)
 
 
-def _write_docs(docs: Path, md: str) -> None:
-    text = docs.read_text() if docs.exists() else "# Performance\n"
-    if BEGIN.split(" (")[0] in text and END in text:
-        head = text[:text.index(BEGIN.split(" (")[0])]
-        tail = text[text.index(END) + len(END):]
-        text = head + md + tail
-    else:
-        text = text.rstrip("\n") + "\n\n## Sweep: double-sparse vs weight-only vs dense\n\n" \
-            + md + "\n"
-    docs.write_text(text)
+def _rel(p: Path, docs: Path) -> str:
+    try:
+        return p.resolve().relative_to(docs.parent.resolve()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def _write_docs(docs: Path, data: dict, out: Path) -> None:
+    md = markdown(data, _rel(out / "speedup.png", docs), _rel(out / "utilization.png", docs),
+                  _rel(out / "sweep_rtl.csv", docs))
+    write_section(docs, "sweep", md, heading=HEADING)
 
 
 def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = False,
@@ -381,17 +387,22 @@ def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = Fals
             design.append({"J": J, "M": M, "points": ps})
             print(f"  J = {J:2d}, M = {M}: " + ", ".join(
                 f"({p['d_w']:g}, {p['d_a']:g}) {p['speedup_vs_dense']:.2f}x" for p in ps))
-    files = [out / "sweep_rtl.csv"]
+    cmd = "doublesparse bench sweep" + (" --quick" if quick else "") + \
+        (f" --seed {seed}" if seed != 1 else "")
+    data = {"cmd": cmd, "sim": sim, "seed": seed, "layer": _layer_dict(layer),
+            "config": {k: getattr(cfg, k) for k in ("pes", "multipliers", "join_width")},
+            "worst_model_error": worst_model, "rtl": rtl,
+            "anchors": [{k: v for k, v in a.items()} for a in anchors],
+            "design_space": design}
+    files = [out / "sweep_rtl.csv", out / "sweep.json"]
     _write_csv(out / "sweep_rtl.csv", list(rows.values()))
+    (out / "sweep.json").write_text(json.dumps(data, indent=1) + "\n")
     if model:
         _write_csv(out / "sweep_model.csv", model)
         files.append(out / "sweep_model.csv")
         files += _plots(out, rtl, model, cfg, layer)
-    cmd = "doublesparse bench sweep" + (" --quick" if quick else "") + \
-        (f" --seed {seed}" if seed != 1 else "")
     if docs is not None:
-        _write_docs(docs, _markdown(rtl, anchors, cfg, layer, sim, seed, out, docs, cmd,
-                                    design))
+        _write_docs(docs, data, out)
         files.append(docs)
     for f in files:
         print(f"wrote {f}")

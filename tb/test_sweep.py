@@ -5,6 +5,7 @@ the CSV / plots / Markdown table are written from the same rows."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from doublesparse.scripts import sweep as sw
+from doublesparse.scripts.docgen import block, write_section
 from doublesparse.sim.config import Config
 from doublesparse.sim.conv import Layer, conv2d_golden
 
@@ -73,6 +75,14 @@ def test_outputs_written_from_rows(tmp_path: Path) -> None:
     assert "intro kept" in text and sw.END in text
     for r in res["rtl"]:
         assert f"| {r['cycles_double']} |" in text
+    assert sw.HEADING in text and text.count(sw.BEGIN) == 1
+    # the section is what `doublesparse docs` renders from the sweep.json written beside
+    # the CSVs (the committed page's section comes from docs/sweep/sweep.json the same way)
+    data = json.loads((tmp_path / "o" / "sweep.json").read_text())
+    assert data["rtl"] == json.loads(json.dumps(res["rtl"]))
+    body = sw.markdown(data, "o/speedup.png", "o/utilization.png", "o/sweep_rtl.csv")
+    assert block("sweep", body) in text
     # a second run replaces the table instead of appending another one
-    sw._write_docs(docs, sw.BEGIN + "\nreplaced\n" + sw.END)
+    write_section(docs, "sweep", "replaced")
     assert docs.read_text().count(sw.END) == 1 and "replaced" in docs.read_text()
+    assert "intro kept" in docs.read_text()
