@@ -91,7 +91,8 @@ def _parse(board: str, build_dir: Path, name: str) -> dict:
 
 
 def _pe_multipliers(netlist: Path) -> int | None:
-    """DSP cells that come from the PEs' multipliers (source attribute in rtl/pe.py)."""
+    """DSP cells that come from the PEs' multipliers: those whose cell name or hierarchy
+    attribute places them in a PE instance ``pe<N>``."""
     if not netlist.exists():
         return None
     mods = json.loads(netlist.read_text()).get("modules", {})
@@ -228,9 +229,10 @@ def eco_bram_registers(placed: dict, clock_mhz: float = 100.0, near: int = ECO_N
     so the second nextpnr run places nothing and routes this placement; the clock target
     (lost with the constraint file's port name after packing) is set in its settings.
 
-    Why: a DP16KD's clock-to-out is 5.83 ns of the 10 ns cycle, and the placer left many
-    of these registers 30-70 tiles away (the worst path of most builds since session 7).
-    Moved, the long route is the register's output, which has a whole cycle. Returns
+    Why: a DP16KD's clock-to-out is 5.83 ns of the 10 ns cycle, and the placer pulls these
+    registers towards their loads, up to 30-70 tiles from the block RAM, where the route
+    from the block RAM does not fit what is left of the cycle. Moved, the long route is
+    the register's output, which has a whole cycle. Returns
     (registers moved, their largest distance to the block RAM afterwards)."""
     mod = placed["modules"][top]
     cells = mod["cells"]
