@@ -1,5 +1,11 @@
-"""The compressed-format decoder (``docs/decoder.md``)."""
+"""The compressed-format decoder (``docs/decoder.md``): :class:`Decoder` and the
+components it is built from."""
 
-from .decoder import WORD_LAYOUT, Decoder
+from .decoder import Decoder
+from .header import HeaderParser
+from .layouts import WORD_LAYOUT, partial_layout
+from .record import RecordParser
+from .runlength import RunLengthParser
 
-__all__ = ["Decoder", "WORD_LAYOUT"]
+__all__ = ["Decoder", "WORD_LAYOUT", "HeaderParser", "RecordParser", "RunLengthParser",
+           "partial_layout"]
