@@ -8,37 +8,57 @@ multiplexer does not fit a 10 ns cycle. ``BankedMemory`` splits the memory into 
 inside), registers every bank's read data ``stages`` times and selects the bank after
 the last of those registers::
 
-    r_addr, r_en ─► bank 0 ─► [n0] ─► [q0] ─┐
-                    bank 1 ─► [n1] ─► [q1] ─┼─► select (registered bank number) ─► r_data
-                    ...             (r_en2) ┘
+    r.addr, r.en ─► bank 0 ─► [n0] ─► [q0] ─┐
+                    bank 1 ─► [n1] ─► [q1] ─┼─► select (registered bank number) ─► r.data
+                    ...                     ┘
 
-With ``stages=1`` there is only the bank register ``q{b}``. It then has two jobs: catch
-the block RAM's late output and drive the route to the select. The select gathers all
-banks, so some bank registers must be far from their block RAMs. In ECP5 builds the
-placer put the long route in the block RAM -> ``q{b}`` arc, which has only ~4 ns after
-the 5.8 ns clock-to-out, and that arc failed 10 ns. With ``stages=2`` the near register
-``n{b}`` drives only ``q{b}``, so the long route can go in the ``n{b}`` -> ``q{b}`` arc,
-a whole cycle between flip-flops.
+With ``stages=1`` there is only the bank register ``q{b}``, which must both catch the
+block RAM's late output and drive the route to the select; since the select gathers all
+banks, some bank registers end up far from their block RAMs and the block RAM -> ``q{b}``
+arc (about 4 ns after the 5.8 ns clock-to-out) does not fit. With ``stages=2`` (the
+engine's choice) the near register ``n{b}`` drives only ``q{b}``, so the long route lies
+in the ``n{b}`` -> ``q{b}`` arc, a whole cycle between flip-flops.
 
-Read timing: the address is taken in a cycle with ``r_en`` (into the block RAM's own read
-register, held while ``r_en`` is low); each cycle with ``r_en2`` moves every register
-stage on by one. With the two tied, as the engine drives them, ``r_data`` shows a word
-after the ``stages``-th step that follows its address step (a pipeline ``stages + 1``
-steps deep). A read in the cycle its address is written returns an undefined word in
-hardware (``read_port_no_rw``; simulation returns the old word): the user must not use
-it.
+Read timing: every cycle with ``r.en`` is a step: the address is taken into the block
+RAM's own read register and every register stage moves on by one (all hold while
+``r.en`` is low). ``r.data`` shows a word after the ``stages``-th step that follows its
+address step (a pipeline ``stages + 1`` steps deep). A read in the cycle its address is
+written returns an undefined word in hardware (``read_port_no_rw``; simulation returns the
+old word): the user must not use it.
+
+:class:`RAM` is one memory with the same registered write port and a synchronous read
+port (one register: the block RAM's own), for the small memories.
+
+Ports are interfaces: :func:`WritePortSignature` and :func:`ReadPortSignature` are seen
+from the user of the memory (``Out``); the memories take them flipped (``In``), so that
+``wiring.connect(m, user.port, memory.w)`` wires a user to a memory.
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "read_port_no_rw", "write_port_reg"]
+__all__ = ["BankedMemory", "RAM", "ReadPortSignature", "WritePortSignature",
+           "read_port_no_rw", "write_port_reg"]
+
+
+def WritePortSignature(addr_width: int, shape) -> wiring.Signature:
+    """A write port as its user drives it: ``addr``, ``data``, ``en``."""
+    return wiring.Signature({"addr": Out(addr_width), "data": Out(shape), "en": Out(1)})
+
+
+def ReadPortSignature(addr_width: int, shape) -> wiring.Signature:
+    """A read port as its user sees it: ``addr`` and ``en`` out, ``data`` in."""
+    return wiring.Signature({"addr": Out(addr_width), "en": Out(1), "data": In(shape)})
+
+
+def addr_bits(depth: int) -> int:
+    return max(1, (depth - 1).bit_length())
 
 def write_port_reg(m: Module, mem: Memory, name: str) -> SimpleNamespace:
     """A write port of ``mem`` with members ``addr``, ``data`` and ``en`` registered on their
@@ -86,18 +106,45 @@ def read_port_no_rw(m: Module, mem: Memory, name: str) -> SimpleNamespace:
     return SimpleNamespace(addr=rp.addr, en=en, data=data)
 
 
+class RAM(wiring.Component):
+    """``depth`` words of ``shape``: one memory, registered write, synchronous read.
+
+    Members
+    -------
+    w : In(WritePortSignature(addr_bits(depth), shape))
+        A word is stored a cycle after its ``en``.
+    r : In(ReadPortSignature(addr_bits(depth), shape))
+        ``data`` shows the word at the ``addr`` of the last cycle with ``en`` (held while
+        ``en`` is low). A read of a word in the cycle it is stored is undefined.
+    """
+
+    def __init__(self, shape, depth: int):
+        if depth < 1:
+            raise ValueError(f"depth = {depth}: must be >= 1")
+        self.shape, self.depth = Shape.cast(shape), depth
+        super().__init__({"w": In(WritePortSignature(addr_bits(depth), shape)),
+                          "r": In(ReadPortSignature(addr_bits(depth), shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = mem = Memory(shape=self.shape, depth=self.depth, init=[])
+        wp = write_port_reg(m, mem, "w")
+        rp = read_port_no_rw(m, mem, "r")
+        m.d.comb += [wp.addr.eq(self.w.addr), wp.data.eq(self.w.data), wp.en.eq(self.w.en),
+                     rp.addr.eq(self.r.addr), rp.en.eq(self.r.en), self.r.data.eq(rp.data)]
+        return m
+
+
 class BankedMemory(wiring.Component):
     """``depth`` words of ``width`` bits in banks of ``bank_depth`` words (a power of two).
 
     Members
     -------
-    w_addr, w_data, w_en : In
-        Write port (one word a cycle; registered, so a word is stored a cycle after its
-        ``w_en``).
-    r_addr, r_en, r_en2 : In
-        Read: address step (``r_en``) and bank-register step (``r_en2``, every stage).
-    r_data : Out(width)
-        The word read, one cycle after its last ``r_en2`` step.
+    w : In(WritePortSignature(addr_bits(depth), width))
+        One word a cycle; registered, so a word is stored a cycle after its ``en``.
+    r : In(ReadPortSignature(addr_bits(depth), width))
+        Every cycle with ``en`` is a read step (address taken, register stages moved on);
+        ``data`` is the word whose address was taken ``stages`` steps before the last.
     """
 
     def __init__(self, width: int, depth: int, bank_depth: int = 1024, stages: int = 1):
@@ -110,12 +157,9 @@ class BankedMemory(wiring.Component):
         self.width, self.depth, self.stages = width, depth, stages
         self.bank_bits = (min(bank_depth, depth) - 1).bit_length()
         self.banks = -(-depth // (1 << self.bank_bits))
-        abits = max(1, (depth - 1).bit_length())
-        super().__init__({
-            "w_addr": In(abits), "w_data": In(width), "w_en": In(1),
-            "r_addr": In(abits), "r_en": In(1), "r_en2": In(1),
-            "r_data": Out(width),
-        })
+        abits = addr_bits(depth)
+        super().__init__({"w": In(WritePortSignature(abits, width)),
+                          "r": In(ReadPortSignature(abits, width))})
 
     def elaborate(self, platform):
         m = Module()
@@ -129,28 +173,27 @@ class BankedMemory(wiring.Component):
             m.submodules[f"bank{b}"] = mem
             wp = write_port_reg(m, mem, f"bank{b}")   # writes land a cycle later
             rp = read_port_no_rw(m, mem, f"bank{b}_rd")
-            hit = (self.w_addr[bb:] == b) if nb > 1 else 1
-            m.d.comb += [wp.addr.eq(self.w_addr[:bb]), wp.data.eq(self.w_data),
-                         wp.en.eq(self.w_en & hit),
-                         rp.addr.eq(self.r_addr[:bb]), rp.en.eq(self.r_en)]
+            hit = (self.w.addr[bb:] == b) if nb > 1 else 1
+            m.d.comb += [wp.addr.eq(self.w.addr[:bb]), wp.data.eq(self.w.data),
+                         wp.en.eq(self.w.en & hit),
+                         rp.addr.eq(self.r.addr[:bb]), rp.en.eq(self.r.en)]
             q = rp.data
             for name in ("n", "q")[2 - self.stages:]:
                 r = Signal(self.width, name=f"{name}{b}", reset_less=True)
-                with m.If(self.r_en2):
+                with m.If(self.r.en):
                     m.d.sync += r.eq(q)
                 q = r
             qs.append(q)
         if nb > 1:
-            with m.If(self.r_en):
-                m.d.sync += sel[0].eq(self.r_addr[bb:])
-            with m.If(self.r_en2):
+            with m.If(self.r.en):
+                m.d.sync += sel[0].eq(self.r.addr[bb:])
                 m.d.sync += [sel[i + 1].eq(sel[i]) for i in range(self.stages)]
             # an AND-OR select written as one expression (a continuous assignment: Icarus
             # does not run an `always @*` block at time 0)
             out = 0
             for b in range(nb):
                 out = out | Mux(sel[-1] == b, qs[b], 0)
-            m.d.comb += self.r_data.eq(out)
+            m.d.comb += self.r.data.eq(out)
         else:
-            m.d.comb += self.r_data.eq(qs[0])
+            m.d.comb += self.r.data.eq(qs[0])
         return m

@@ -67,7 +67,7 @@ def run_layers(specs: list[LayerSpec], cfg: Config, sim: str = "verilator",
 
 
 def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float) -> LayerRun:
-    from ..rtl.engine import EngineError
+    from ..rtl.engine import ERROR_MEANING
 
     L = job.layer
     steps = engine_steps(job, cfg)
@@ -84,7 +84,7 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float) -
              "encoding": {"weights": "dense" if s.dense_weights else "sparse",
                           "activations": "dense" if s.dense_acts else "sparse"},
              "sim": sim, "pes": cfg.pes, "multipliers": mult, "balanced": s.balance,
-             "error": r["error"], "error_meaning": EngineError.MEANING.get(r["error"], "?")}
+             "error": r["error"], "error_meaning": ERROR_MEANING.get(r["error"], "?")}
     y = None
     if r["error"] == 0:
         y = np.array(r["out"], dtype=np.int64).reshape(ref.shape).astype(ref.dtype)

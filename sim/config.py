@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, fields
 
-__all__ = ["Config", "ConfigError", "DEFAULT"]
+__all__ = ["Config", "ConfigError"]
 
 
 class ConfigError(ValueError):
@@ -119,6 +119,20 @@ class Config:
         need("queue_depth", 1 <= self.queue_depth <= 256, "must be 1..256")
         need("max_channels", 1 <= self.max_channels <= 65535, "must be 1..65535")
         need("max_positions", 1 <= self.max_positions <= 1 << 24, "must be 1..2**24")
+        self._check_register_map(need)
+
+    def _check_register_map(self, need) -> None:
+        """Limits of the engine's host register map (``rtl/engine/regmap.py``)."""
+        from ..rtl.engine.regmap import REGION_SHIFT, chunk_word_bits, max_pes
+
+        need("pes", self.pes <= max_pes(),
+             f"must be at most {max_pes()}: the register map has room for that many "
+             f"PE_BUSY / PE_MACS registers")
+        offset = 1 << REGION_SHIFT
+        need("act_mem_chunks", self.act_mem_chunks << chunk_word_bits(self.join_width)
+             <= offset, f"does not fit the ACT region's {REGION_SHIFT}-bit offset")
+        need("wgt_mem_chunks", self.wgt_mem_chunks << chunk_word_bits(self.join_width)
+             <= offset, f"does not fit the WGT region's {REGION_SHIFT}-bit offset")
 
     # -- derived quantities (never stored, so they cannot disagree) ---------------------
     @property
@@ -201,5 +215,3 @@ class Config:
 
         return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
 
-
-DEFAULT = Config()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..rtl.chunk import pack_chunk
 from .config import Config
 from .formats import to_chunks
 
@@ -134,26 +135,19 @@ def schedule(w: np.ndarray, pes: int, balance: bool = True) -> list[list[int]]:
     return slots
 
 
-def _chunk_word(mask: int, values: tuple[int, ...], J: int) -> int:
-    word = mask
-    for lane, v in enumerate(values):
-        word |= (v & 0xFF) << (J + 8 * lane)
-    return word
-
-
 def _chunk_words(x: np.ndarray, J: int, dense: bool) -> list[int]:
     """Chunk words of ``x`` (C, positions...) along C. ``dense`` sets every mask bit of the
     C channels and stores zeros as values too: the engine then multiplies every weight by
     every activation (the dense and one-sided baselines run on the same hardware)."""
     x = x.astype(np.int8).reshape(x.shape[0], -1)
     if not dense:
-        return [_chunk_word(c.mask, c.values, J) for c in to_chunks(x, J)]
+        return [pack_chunk(c.mask, c.values, J) for c in to_chunks(x, J)]
     C = x.shape[0]
     words = []
     for pos in range(x.shape[1]):
         for base in range(0, C, J):
             seg = x[base:base + J, pos]
-            words.append(_chunk_word((1 << len(seg)) - 1, tuple(int(v) for v in seg), J))
+            words.append(pack_chunk((1 << len(seg)) - 1, tuple(int(v) for v in seg), J))
     return words
 
 

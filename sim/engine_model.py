@@ -1,4 +1,4 @@
-"""Performance model of the convolution engine (``rtl/engine.py``).
+"""Performance model of the convolution engine (``rtl/engine/``).
 
 The engine's sequencer broadcasts one activation chunk per cycle into every PE's queue; a
 PE retires the effectual pairs of its chunks at ``M`` per cycle (its window tops up across
@@ -20,21 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..rtl.pe import PE_STAGES
+from ..rtl.engine.latency import ARRIVE, ENGINE_LATENCY, OUT_SLOTS, queue_chunks
 from .config import Config
 from .conv import Job
 
 __all__ = ["engine_steps", "engine_cycles", "ENGINE_LATENCY"]
 
-# start-up (CHECK, first read) and the output stages up to the done cycle
-ENGINE_LATENCY = 32
-# from a PE's last select of an accumulation to its result in the output register
+# from a PE's last select of an accumulation to its result in the output register, as
+# the model counts it (the select-to-output cycles are in ENGINE_LATENCY)
 PE_TO_OUT = 0
-# from a step's broadcast to the earliest cycle a PE can finish it: the PE's input,
-# count, unpack and compress registers come before its queue
-ARRIVE = 2 + PE_STAGES
-# result slots at a PE's output: it stalls while this many results wait to be collected
-OUT_SLOTS = 4
 
 _POP16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.int32)
 
@@ -80,9 +74,7 @@ def engine_cycles(job: Job, cfg: Config,
     pairs, lasts = engine_steps(job, cfg) if steps is None else steps
     P, N = pairs.shape
     M = cfg.multipliers
-    # engine queue, the feeder's three registers, the PE's stage registers, its pair
-    # queue
-    Q = cfg.queue_depth + 3 + PE_STAGES + max(2, cfg.queue_depth)
+    Q = queue_chunks(cfg)
     # a chunk costs at least half a cycle (the window retires two a cycle at most), and an
     # accumulation ends on a whole cycle (the window never looks past its last chunk)
     work = np.maximum(pairs / M, 0.5).tolist()

@@ -15,7 +15,9 @@ import os
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
+from doublesparse.rtl.chunk import split_words
 from doublesparse.rtl.engine import DESC, READ_LATENCY, REG, REGION
+from doublesparse.rtl.engine.regmap import REGION_SHIFT, chunk_address
 from doublesparse.tb.cocotb_util import start_and_reset
 
 NAMES = {"C": "C", "H": "H", "W": "W", "K": "K", "R": "R", "S": "S", "STRIDE": "stride",
@@ -68,36 +70,31 @@ class Host:
         return out
 
 
-def chunk_words(word: int, nw: int) -> list[int]:
-    return [(word >> (32 * i)) & 0xFFFFFFFF for i in range(nw)]
-
-
 @cocotb.test()
 async def engine_job(dut):
     with open(os.environ["DS_JOB"]) as f:
         job = json.load(f)
     cfg = job["cfg"]
     J = cfg["join_width"]
-    nw = -(-9 * J // 32)
     await start_and_reset(dut, list((dut.host__we, dut.host__re, dut.host__addr, dut.host__wdata)))
     host = Host(dut)
     out = {"runs": []}
     for run in job["runs"]:
         if run.get("load", True):
             for e, word in enumerate(run["act"] if run.get("load_act", True) else []):
-                for w, v in enumerate(chunk_words(word, nw)):
-                    await host.write((REGION["ACT"] << 24) | (e << 3) | w, v)
+                for w, v in enumerate(split_words(word, J)):
+                    await host.write(chunk_address("ACT", e, w, J), v)
             for p, words in enumerate(run["wgt"]):
                 for e, word in enumerate(words):
-                    for w, v in enumerate(chunk_words(word, nw)):
-                        await host.write(((REGION["WGT"] + p) << 24) | (e << 3) | w, v)
+                    for w, v in enumerate(split_words(word, J)):
+                        await host.write(chunk_address("WGT", e, w, J, pe=p), v)
             fm = run["fmax_slots"]
             for p, ks in enumerate(run["kmap"]):
                 for jj, k in enumerate(ks):
-                    await host.write((REGION["KMAP"] << 24) | (p * fm + jj), k)
+                    await host.write((REGION["KMAP"] << REGION_SHIFT) | (p * fm + jj), k)
             for k, (mu, sh) in enumerate(zip(run["mult"], run["shift"], strict=True)):
-                await host.write((REGION["MULT"] << 24) | k, mu)
-                await host.write((REGION["SHIFT"] << 24) | k, sh)
+                await host.write((REGION["MULT"] << REGION_SHIFT) | k, mu)
+                await host.write((REGION["SHIFT"] << REGION_SHIFT) | k, sh)
         desc = run["desc"]
         for name in DESC:
             if name == "MODE":
@@ -114,8 +111,7 @@ async def engine_job(dut):
             waited += 66
             status = await host.read(REG["STATUS"])
         if status & 1:
-            for nm in ("results", "total_results", "seq_on", "s1_valid"):
-                dut._log.error(f"hung: {nm} = {getattr(dut, nm).value}")
+            dut._log.error(f"engine still busy after {waited} cycles (budget {budget})")
         res = {"status": status, "busy": status & 1, "done": (status >> 1) & 1,
                "error": (status >> 4) & 0xF, "hung": bool(status & 1)}
         if not res["hung"]:
@@ -125,7 +121,7 @@ async def engine_job(dut):
             res["pe_busy"] = [await host.read(REG["PE_BUSY"] + p) for p in range(P)]
             res["pe_macs"] = [await host.read(REG["PE_MACS"] + p) for p in range(P)]
             n = run["n_out"] if res["error"] == 0 else 0
-            raw = await host.read_many([(REGION["OUT"] << 24) | i for i in range(n)])
+            raw = await host.read_many([(REGION["OUT"] << REGION_SHIFT) | i for i in range(n)])
             res["out"] = [v - (1 << 32) if v >> 31 else v for v in raw]
         if run.get("encode") and not res["hung"]:
             # re-encode the int8 outputs into the activation memory for the next layer

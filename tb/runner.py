@@ -85,9 +85,13 @@ def _time0_trigger(text: str) -> str:
     once at time 0 (`#0`, after every block is waiting) and every `always @*` block is
     made sensitive to it. Verilator evaluates all logic at start-up and skips the delay."""
     out = []
+    in_header = False
     for line in text.splitlines():
         out.append(line)
         if line.startswith("module "):
+            in_header = True
+        if in_header and line.rstrip().endswith(");"):     # the end of the port list
+            in_header = False
             out += [f"  reg {_INIT}= 1'b0;", "`ifndef VERILATOR",
                     f"  initial #0 {_INIT}= 1'b1;", "`endif"]
         elif line.strip() == "always @* begin":

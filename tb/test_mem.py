@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
 
 """BankedMemory (rtl/mem.py) in Amaranth's simulator against a Python list: random words
-written with random gaps, then random reads whose pipeline steps (``r_en`` and ``r_en2``
-tied, as the engine drives them) come with random gaps. After the k-th step, ``r_data``
+written with random gaps, then random reads whose pipeline steps (``r.en``) come with
+random gaps. After the k-th step, ``r.data``
 must show the word at the address taken ``stages`` steps earlier, for 1 and 2 register
 stages and for one bank, banks of equal depth and a short last bank."""
 
@@ -37,29 +37,28 @@ def test_banked_memory_reads(stages, depth, bank_depth, p_step) -> None:
         # writes, in random order with random gaps
         for a in rng.permutation(depth):
             while rng.random() < 0.3:
-                ctx.set(dut.w_en, 0)
+                ctx.set(dut.w.en, 0)
                 await ctx.tick()
-            ctx.set(dut.w_addr, int(a))
-            ctx.set(dut.w_data, ref[a])
-            ctx.set(dut.w_en, 1)
+            ctx.set(dut.w.addr, int(a))
+            ctx.set(dut.w.data, ref[a])
+            ctx.set(dut.w.en, 1)
             await ctx.tick()
-        ctx.set(dut.w_en, 0)
+        ctx.set(dut.w.en, 0)
         await ctx.tick()
-        await ctx.tick()                  # the last write lands a cycle after its w_en
+        await ctx.tick()                  # the last write lands a cycle after its w.en
         taken = []                        # the address of every step, in order
         for t in range(300):
             step = int(rng.random() < p_step)
             a = int(rng.integers(0, depth))
-            ctx.set(dut.r_addr, a)
-            ctx.set(dut.r_en, step)
-            ctx.set(dut.r_en2, step)
+            ctx.set(dut.r.addr, a)
+            ctx.set(dut.r.en, step)
             await ctx.tick()
             if step:
                 taken.append(a)
             if len(taken) > stages:
                 want = ref[taken[-1 - stages]]
-                got = ctx.get(dut.r_data)
-                assert got == want, (f"cycle {t}, after step {len(taken)}: r_data {got:#x}, "
+                got = ctx.get(dut.r.data)
+                assert got == want, (f"cycle {t}, after step {len(taken)}: r.data {got:#x}, "
                                      f"word {want:#x} at address {taken[-1 - stages]} "
                                      f"(taken {stages} steps before)")
                 checked.append(t)

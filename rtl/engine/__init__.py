@@ -1,5 +1,16 @@
-"""The channel-sparse convolution engine (``docs/engine.md``)."""
+"""The channel-sparse convolution engine (``docs/engine.md``).
 
-from .engine import DESC, READ_LATENCY, REG, REGION, Engine, EngineError, HostSignature
+One component a file: ``host.py`` (host bus and registers), ``check.py`` (descriptor
+check), ``control.py``, ``sequencer.py``, ``address.py`` (address pipeline and activation
+read), ``broadcast.py`` (queues), ``feeder.py``, ``collector.py``, ``requant.py``,
+``encoder.py`` (re-encoder); ``engine.py`` instantiates the memories and the components and
+connects them. ``regmap.py`` is the register map, ``layouts.py`` the payloads between the
+components, ``latency.py`` the latencies the performance model uses.
+"""
 
-__all__ = ["Engine", "EngineError", "HostSignature", "READ_LATENCY", "REG", "REGION", "DESC"]
+from .engine import Engine
+from .host import READ_LATENCY
+from .regmap import DESC, ERROR_MEANING, REG, REGION, EngineError, HostSignature
+
+__all__ = ["Engine", "EngineError", "ERROR_MEANING", "HostSignature", "READ_LATENCY", "REG",
+           "REGION", "DESC"]

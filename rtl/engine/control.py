@@ -1,0 +1,124 @@
+"""The engine's control: job and ENCODE sequencing, status and the cycle counter.
+
+States::
+
+    IDLE ─start─► SETTLE (SETTLE_CYCLES) ─► CHECK ─ok─► RUN ─all results─► IDLE
+      │                                       └─error─► IDLE (done, error code)
+      └─encode─► ENCODE ─finished / overflow─► IDLE      (NOT_INT8 at once if MODE is raw)
+
+SETTLE gives the descriptor check's registered arithmetic time to settle
+(``CHECK_LATENCY``) and primes the sequencer's pixel walk in its last three cycles
+(``load``, then ``prime`` twice). CHECK either refuses the job with the first error flag
+(BAD_SHAPE, BAD_DESC, TOO_BIG, in that order) or pulses ``go``, which starts the
+sequencer, the address pipeline, the collector and the requantizer and clears the PEs'
+counters (``pe_clear``, registered: high the cycle after ``go``). RUN ends when the
+sequencer has issued every step and ``total`` results have retired; the error is then
+PE_FAULT if a PE flagged one. ``cycles`` counts the cycles of RUN.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .check import CHECK_LATENCY
+from .regmap import EngineError
+
+__all__ = ["Control", "SETTLE_CYCLES"]
+
+SETTLE_CYCLES = 16
+# the check has settled before the pixel walk is primed in SETTLE's last three cycles
+assert SETTLE_CYCLES >= CHECK_LATENCY + 3
+
+
+class Control(wiring.Component):
+    """Members
+    -------
+    start, encode : In(1)
+        Host commands (pulses, taken in IDLE only).
+    raw : In(1)
+        MODE bit 0: outputs are raw int32 (ENCODE refused).
+    bad_shape, bad_desc, too_big : In(1)
+        The descriptor check's flags.
+    total : In(48)
+        Results the job produces (taken at ``go``).
+    seq_running, retired, pe_fault, enc_overflow, enc_finished : In(1)
+        The sequencer has steps left; a result retired this cycle; a PE flagged an error;
+        the re-encoder overflowed / is finished.
+    busy, done : Out(1)
+    error : Out(EngineError)
+    cycles : Out(32)
+    load, prime, go, pe_clear, enc_go : Out(1)
+        Strobes to the datapath (see the module docstring).
+    """
+
+    def __init__(self):
+        super().__init__({
+            "start": In(1), "encode": In(1), "raw": In(1),
+            "bad_shape": In(1), "bad_desc": In(1), "too_big": In(1), "total": In(48),
+            "seq_running": In(1), "retired": In(1), "pe_fault": In(1),
+            "enc_overflow": In(1), "enc_finished": In(1),
+            "busy": Out(1), "done": Out(1), "error": Out(EngineError), "cycles": Out(32),
+            "load": Out(1), "prime": Out(1), "go": Out(1), "pe_clear": Out(1),
+            "enc_go": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        busy, done, error, cycles = self.busy, self.done, self.error, self.cycles
+        results = Signal(32)
+        total = Signal(32)
+        settle = Signal(range(SETTLE_CYCLES))
+        with m.If(self.retired):
+            m.d.sync += results.eq(results + 1)
+        m.d.sync += self.pe_clear.eq(0)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [done.eq(0), error.eq(EngineError.OK), busy.eq(1),
+                                 settle.eq(0)]
+                    m.next = "SETTLE"
+                with m.Elif(self.encode):
+                    with m.If(self.raw):
+                        m.d.sync += [done.eq(1), error.eq(EngineError.NOT_INT8)]
+                    with m.Else():
+                        m.d.sync += [done.eq(0), error.eq(EngineError.OK), busy.eq(1)]
+                        m.d.comb += self.enc_go.eq(1)
+                        m.next = "ENCODE"
+            with m.State("SETTLE"):
+                m.d.sync += settle.eq(settle + 1)
+                m.d.comb += [self.load.eq(settle == SETTLE_CYCLES - 3),
+                             self.prime.eq(settle >= SETTLE_CYCLES - 2)]
+                with m.If(settle == SETTLE_CYCLES - 1):
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(self.bad_shape):
+                    m.d.sync += [error.eq(EngineError.BAD_SHAPE), busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(self.bad_desc):
+                    m.d.sync += [error.eq(EngineError.BAD_DESC), busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(self.too_big):
+                    m.d.sync += [error.eq(EngineError.TOO_BIG), busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += self.go.eq(1)
+                    m.d.sync += [self.pe_clear.eq(1), cycles.eq(0), results.eq(0),
+                                 total.eq(self.total)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If((results == total) & ~self.seq_running):
+                    m.d.sync += [busy.eq(0), done.eq(1),
+                                 error.eq(Mux(self.pe_fault, EngineError.PE_FAULT,
+                                              EngineError.OK))]
+                    m.next = "IDLE"
+            with m.State("ENCODE"):
+                with m.If(self.enc_overflow):
+                    m.d.sync += [busy.eq(0), done.eq(1), error.eq(EngineError.TOO_BIG)]
+                    m.next = "IDLE"
+                with m.Elif(self.enc_finished):
+                    m.d.sync += [busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,147 @@
+"""The re-encoder: int8 outputs back into bitmap chunks, so that layers chain.
+
+ENCODE reads the int8 outputs ``(K, Ho, Wo)`` from the output memory, one word a cycle,
+channel-major within each pixel, and builds one chunk (``rtl/chunk.py``: mask plus packed
+nonzeros) per J output channels of every pixel; the chunks are written into the
+activation memory in the layout the next layer reads (pixel-major, ``ceil(K / J)`` chunks
+a pixel). The next layer (C = K, H = Ho, W = Wo) then needs only its weights and
+descriptor. Channels run on to the end of the last chunk (reads of channels >= K count
+as zeros), so ENCODE takes ``ceil(K / J) * J * Ho * Wo`` cycles plus the pipeline's
+few. A chunk that would land beyond the activation memory stops it
+with ``overflow``.
+
+Timing rules: ``e_ch + 1 >= K`` is a register beside ``e_ch`` (no carry chain in front of
+the pixel counter's enable); a read passes the output memory's near and bank registers
+(RN, RB) and is registered once more after the bank select (RQ) before it is packed; each
+finished chunk is registered before it is written.
+"""
+
+from __future__ import annotations
+
+from amaranth import Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...sim.config import Config
+from ..chunk import chunk_bits, chunk_word_layout
+from ..mem import ReadPortSignature, WritePortSignature, addr_bits
+from .layouts import out_addr_bits
+from .regmap import desc_layout
+
+__all__ = ["ReEncoder"]
+
+
+class ReEncoder(wiring.Component):
+    """Output words to activation chunks.
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Members
+    -------
+    go : In(1)
+        Pulse: start (the descriptor's K, HO, WO give the output tensor).
+    desc : In(desc_layout())
+    out_rd : Out(ReadPortSignature(out_addr_bits(cfg), 32))
+        The output memory (two register stages); ``en`` is high while the encoder reads
+        (the port is shared with the host, which the host port arbitrates).
+    act_wr : Out(WritePortSignature(addr_bits(act_mem_chunks), 9 J))
+        The activation memory.
+    overflow : Out(1)
+        A chunk did not fit the activation memory (it is not written).
+    finished : Out(1)
+        Idle with nothing in flight.
+    """
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        super().__init__({
+            "go": In(1), "desc": In(desc_layout()),
+            "out_rd": Out(ReadPortSignature(out_addr_bits(cfg), 32)),
+            "act_wr": Out(WritePortSignature(addr_bits(cfg.act_mem_chunks),
+                                             chunk_bits(cfg.join_width))),
+            "overflow": Out(1), "finished": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, d, go = self.cfg, self.desc, self.go
+        J = cfg.join_width
+        enc_on = Signal()                  # issuing reads
+        e_pix, e_npix = Signal(32), Signal(32)
+        e_ch = Signal(16)                  # channel, running past K to the end of the chunk
+        e_lane = Signal(range(J))
+        e_rd = Signal(32)                  # read address ch * Npix + pix
+        q_v, q_valid, q_end = Signal(), Signal(), Signal()     # read issued last cycle
+        q_lane = Signal(range(J))
+        e_mask = Signal(J)
+        e_vals = Signal(data.ArrayLayout(8, J))
+        e_cnt = Signal(range(J + 1))
+        e_addr = Signal(32)
+        chunk_end = e_lane == J - 1
+        e_pix_last = Signal()              # e_pix + 1 == e_npix
+        m.d.sync += e_pix_last.eq(e_pix + 1 == e_npix)
+        e_ch_end = Signal()                # e_ch + 1 >= K
+        pixel_end = chunk_end & e_ch_end
+        with m.If(go):
+            m.d.sync += e_ch_end.eq(d.k <= 1)
+        with m.Elif(enc_on):
+            m.d.sync += e_ch_end.eq(Mux(pixel_end, d.k <= 1, e_ch + 2 >= d.k))
+        with m.If(go):
+            m.d.sync += [enc_on.eq(1), e_pix.eq(0), e_ch.eq(0), e_lane.eq(0), e_rd.eq(0),
+                         e_npix.eq(d.ho[0:16] * d.wo[0:16]), e_addr.eq(0),
+                         e_mask.eq(0), e_vals.eq(0), e_cnt.eq(0), q_v.eq(0)]
+        with m.Elif(enc_on):
+            m.d.sync += [q_v.eq(1), q_valid.eq(e_ch < d.k), q_lane.eq(e_lane),
+                         q_end.eq(chunk_end), e_lane.eq(Mux(chunk_end, 0, e_lane + 1))]
+            with m.If(pixel_end):
+                m.d.sync += [e_ch.eq(0), e_pix.eq(e_pix + 1), e_rd.eq(e_pix + 1)]
+                with m.If(e_pix_last):
+                    m.d.sync += enc_on.eq(0)
+            with m.Else():
+                m.d.sync += [e_ch.eq(e_ch + 1), e_rd.eq(e_rd + e_npix)]
+        with m.Else():
+            m.d.sync += q_v.eq(0)
+        m.d.comb += [self.out_rd.addr.eq(e_rd), self.out_rd.en.eq(enc_on)]
+        # RN, RB: the read in the memory's near and bank registers; RQ: registered after
+        # the bank select (rn_nz: a channel below K)
+        rn_v, rn_nz, rn_end = Signal(), Signal(), Signal()
+        rn_lane = Signal(range(J))
+        rb_v, rb_nz, rb_end = Signal(), Signal(), Signal()
+        rb_lane = Signal(range(J))
+        rq_v, rq_nz, rq_end = Signal(), Signal(), Signal()
+        rq_lane = Signal(range(J))
+        val = Signal(8)
+        m.d.sync += [rn_v.eq(q_v & ~go), rn_nz.eq(q_valid), rn_end.eq(q_end),
+                     rn_lane.eq(q_lane),
+                     rb_v.eq(rn_v & ~go), rb_nz.eq(rn_nz), rb_end.eq(rn_end),
+                     rb_lane.eq(rn_lane),
+                     rq_v.eq(rb_v & ~go), rq_nz.eq(rb_nz), rq_end.eq(rb_end),
+                     rq_lane.eq(rb_lane), val.eq(self.out_rd.data[0:8])]
+        # packing
+        nz = rq_v & rq_nz & (val != 0)
+        new_mask = Signal(J)
+        new_vals = Signal(data.ArrayLayout(8, J))
+        m.d.comb += [new_mask.eq(e_mask | Mux(nz, Const(1, J) << rq_lane, 0)),
+                     new_vals.eq(e_vals)]
+        for ln in range(J):
+            with m.If(nz & (e_cnt == ln)):
+                m.d.comb += new_vals[ln].eq(val)
+        wr_en = Signal()
+        wr_addr = Signal(32)
+        wr_data = Signal(chunk_word_layout(J))
+        m.d.sync += wr_en.eq(0)
+        with m.If(rq_v):
+            with m.If(rq_end):
+                m.d.sync += [wr_en.eq(e_addr < cfg.act_mem_chunks),
+                             wr_addr.eq(e_addr), wr_data.mask.eq(new_mask),
+                             wr_data.values.eq(new_vals)]
+                m.d.sync += [e_addr.eq(e_addr + 1), e_mask.eq(0), e_vals.eq(0), e_cnt.eq(0)]
+            with m.Else():
+                m.d.sync += [e_mask.eq(new_mask), e_vals.eq(new_vals), e_cnt.eq(e_cnt + nz)]
+        m.d.comb += [self.act_wr.addr.eq(wr_addr), self.act_wr.data.eq(wr_data),
+                     self.act_wr.en.eq(wr_en),
+                     self.overflow.eq(rq_v & rq_end & (e_addr >= cfg.act_mem_chunks)),
+                     self.finished.eq(~enc_on & ~q_v & ~rn_v & ~rb_v & ~rq_v & ~wr_en)]
+        return m

@@ -1,0 +1,206 @@
+"""The host port: the word bus, the descriptor registers, memory writes and reads.
+
+The register map is ``regmap.py``. The bus is registered on entry, with the address
+decoded on the way in (one flag per register and per region), so every decode path starts
+at the engine's own flip-flops: a write takes effect one cycle after its cycle. A chunk's
+words are collected in a staging register; writing its last word stores the whole chunk
+(the memories' write ports are registered too, so it lands two cycles after the host's
+write). Memory writes and commands are ignored while the engine is busy; descriptor
+writes are not (the host must not write them during a job).
+
+Reads: ``rdata`` comes with ``rvalid`` :data:`READ_LATENCY` cycles after ``re``, for
+every address, so reads keep their order: an OUT read's address goes to the output memory
+in the cycle of ``re`` (not through the bus register) and the word shows after the
+memory's block RAM, near and bank registers; a CSR read is selected by an AND-OR of the
+registers (no priority chain) and delayed to match. An OUT read while the engine is busy
+returns an undefined word; the re-encoder's reads take the output memory's read port
+while it runs.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ...sim.config import Config
+from ..chunk import chunk_bits, chunk_word_layout, host_words
+from ..mem import ReadPortSignature, WritePortSignature, addr_bits
+from .layouts import fmax_slots, kmap_bits, out_addr_bits, wgt_addr_bits
+from .regmap import (
+    CSR_SPAN,
+    DESC,
+    REG,
+    REGION,
+    REGION_SHIFT,
+    REGIONS,
+    REGISTERS,
+    HostSignature,
+    chunk_word_bits,
+    desc_layout,
+    max_pes,
+)
+
+__all__ = ["HostPort", "READ_LATENCY"]
+
+# cycles from a read's ``re`` to its ``rvalid``: the bus register (or, for OUT, the block
+# RAM's read register), then two more registers (the output memory's near and bank
+# registers; for a CSR, two delay registers)
+READ_LATENCY = 3
+
+
+def _fields(name: str, values: dict[str, object]):
+    """A register's value from its fields (``regmap``), unused bits zero."""
+    reg = next(r for r in REGISTERS if r.name == name)
+    parts, pos = [], 0
+    for f in sorted(reg.fields, key=lambda f: f.lsb):
+        if f.lsb > pos:
+            parts.append(Const(0, f.lsb - pos))
+        parts.append(values[f.name])
+        pos = f.lsb + f.width
+    return Cat(*parts)
+
+
+class HostPort(wiring.Component):
+    """Host bus to registers and memories.
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Members
+    -------
+    host : Out(HostSignature())
+        The engine's host bus.
+    desc : Out(desc_layout())
+        The descriptor registers.
+    start, encode : Out(1)
+        CTRL commands written while idle (pulses, the cycle after the bus write).
+    busy, done, error, cycles : In
+        Control state, for STATUS and CYCLES; memory writes and commands are ignored while
+        ``busy``.
+    pe_busy, pe_macs : In(32).array(P)
+        The PEs' counters.
+    act_wr, wgt_wr[p], kmap_wr, mult_wr, shift_wr : Out(WritePortSignature(...))
+        Writes to the memories.
+    enc_wr : In(WritePortSignature(...))
+        The re-encoder's activation chunk writes, merged into ``act_wr``.
+    out_rd : Out(ReadPortSignature(out_addr_bits(cfg), 32))
+        The output memory's read port (``en`` always high).
+    enc_rd : In(ReadPortSignature(out_addr_bits(cfg), 32))
+        The re-encoder's reads; its ``en`` gives it the output memory's address.
+    """
+
+    def __init__(self, cfg: Config):
+        if cfg.pes > max_pes():
+            raise ValueError(f"{cfg.pes} PEs: the register map holds at most {max_pes()}")
+        self.cfg = cfg
+        P, CW = cfg.pes, chunk_bits(cfg.join_width)
+        act = WritePortSignature(addr_bits(cfg.act_mem_chunks), CW)
+        out_rd = ReadPortSignature(out_addr_bits(cfg), 32)
+        super().__init__({
+            "host": Out(HostSignature()), "desc": Out(desc_layout()),
+            "start": Out(1), "encode": Out(1),
+            "busy": In(1), "done": In(1), "error": In(4), "cycles": In(32),
+            "pe_busy": In(32).array(P), "pe_macs": In(32).array(P),
+            "act_wr": Out(act), "enc_wr": In(act),
+            "wgt_wr": Out(WritePortSignature(wgt_addr_bits(cfg), CW)).array(P),
+            "kmap_wr": Out(WritePortSignature(addr_bits(P * fmax_slots(cfg)),
+                                              kmap_bits(cfg))),
+            "mult_wr": Out(WritePortSignature(addr_bits(cfg.max_filters), signed(16))),
+            "shift_wr": Out(WritePortSignature(addr_bits(cfg.max_filters), 6)),
+            "out_rd": Out(out_rd), "enc_rd": In(out_rd),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, host = self.cfg, self.host
+        P, J = cfg.pes, cfg.join_width
+        NW, WB = host_words(J), chunk_word_bits(J)
+        # the bus register, with the address decoded on the way in
+        hb_addr, hb_wdata = Signal(32), Signal(32)
+        hb_we, hb_re = Signal(), Signal()
+        m.d.sync += [hb_addr.eq(host.addr), hb_wdata.eq(host.wdata), hb_we.eq(host.we),
+                     hb_re.eq(host.re)]
+        hb_reg = {n: Signal(name=f"hb_reg_{n.lower()}") for n in DESC + ("CTRL",)}
+        regions = {g.name: g.base for g in REGIONS if not g.per_pe}
+        regions.update({f"WGT{p}": REGION["WGT"] + p for p in range(P)})
+        hb_rg = {n: Signal(name=f"hb_rg_{n.lower()}") for n in regions}
+        hb_wsel = Signal(NW)               # one-hot word of a chunk
+        m.d.sync += [hb_reg[n].eq(host.addr == REG[n]) for n in hb_reg]
+        m.d.sync += [hb_rg[n].eq(host.addr[REGION_SHIFT:32] == v) for n, v in regions.items()]
+        m.d.sync += [hb_wsel[w].eq(host.addr[0:WB] == w) for w in range(NW)]
+        offset = hb_addr[0:REGION_SHIFT]
+        entry = hb_addr[WB:REGION_SHIFT]
+
+        # descriptor and commands
+        desc = {n: self.desc[n.lower()] for n in DESC}
+        ctrl = hb_we & hb_reg["CTRL"] & ~self.busy
+        with m.If(hb_we):
+            for name in DESC:
+                with m.If(hb_reg[name]):
+                    m.d.sync += desc[name].eq(hb_wdata)
+        m.d.comb += [self.start.eq(ctrl & hb_wdata[0]),
+                     self.encode.eq(ctrl & ~hb_wdata[0] & hb_wdata[1])]
+
+        # chunk staging; memory writes
+        staging = Signal(chunk_bits(J))
+        commit = Signal()
+        chunk_word = Signal(chunk_word_layout(J))
+        m.d.comb += chunk_word.eq(staging)
+        for w in range(NW):
+            with m.If(hb_wsel[w]):
+                lo, hi = 32 * w, min(32 * w + 32, len(staging))
+                m.d.comb += chunk_word.as_value()[lo:hi].eq(hb_wdata[0:hi - lo])
+        with m.If(hb_we & ~hb_rg["CSR"] & ~self.busy):
+            m.d.sync += staging.eq(chunk_word)
+            m.d.comb += commit.eq(hb_wsel[NW - 1])      # the chunk's last word
+        host_wr = hb_we & ~self.busy
+        enc = self.enc_wr
+        m.d.comb += [
+            self.act_wr.addr.eq(Mux(enc.en, enc.addr, entry)),
+            self.act_wr.data.eq(Mux(enc.en, enc.data, chunk_word)),
+            self.act_wr.en.eq(enc.en | (commit & hb_rg["ACT"])),
+            self.kmap_wr.addr.eq(offset), self.kmap_wr.data.eq(hb_wdata),
+            self.kmap_wr.en.eq(host_wr & hb_rg["KMAP"]),
+            self.mult_wr.addr.eq(offset), self.mult_wr.data.eq(hb_wdata[0:16]),
+            self.mult_wr.en.eq(host_wr & hb_rg["MULT"]),
+            self.shift_wr.addr.eq(offset), self.shift_wr.data.eq(hb_wdata[0:6]),
+            self.shift_wr.en.eq(host_wr & hb_rg["SHIFT"]),
+        ]
+        for p in range(P):
+            m.d.comb += [self.wgt_wr[p].addr.eq(entry), self.wgt_wr[p].data.eq(chunk_word),
+                         self.wgt_wr[p].en.eq(commit & hb_rg[f"WGT{p}"])]
+
+        # reads
+        macs_total = Signal(32)
+        m.d.sync += macs_total.eq(sum(self.pe_macs))
+        sources = {"STATUS": _fields("STATUS", {"busy": self.busy, "done": self.done,
+                                                "error": self.error}),
+                   "CYCLES": self.cycles, "MACS": macs_total,
+                   "PE_BUSY": self.pe_busy, "PE_MACS": self.pe_macs}
+        sources.update(desc)
+        entries = []
+        for r in REGISTERS:
+            if "R" in r.access:
+                entries += ([(r.addr + p, sources[r.name][p]) for p in range(P)] if r.per_pe
+                            else [(r.addr, sources[r.name])])
+        assert max(a for a, _ in entries) < CSR_SPAN
+        span_bits = (CSR_SPAN - 1).bit_length()
+        low, high_zero = offset[0:span_bits], offset[span_bits:REGION_SHIFT] == 0
+        csr_or = 0
+        for a, v in entries:
+            csr_or = csr_or | Mux(low == a, v, 0)
+        csr = Signal(32)
+        m.d.comb += csr.eq(Mux(high_zero, csr_or, 0))
+        oa = out_addr_bits(cfg)
+        m.d.comb += [self.out_rd.addr.eq(Mux(self.enc_rd.en, self.enc_rd.addr,
+                                             host.addr[0:oa])),
+                     self.out_rd.en.eq(1), self.enc_rd.data.eq(self.out_rd.data)]
+        rv1, rd_out1, rd_out = Signal(), Signal(), Signal()   # rd_out: of the output memory
+        m.d.sync += [rv1.eq(hb_re), rd_out1.eq(hb_rg["OUT"]),
+                     host.rvalid.eq(rv1), rd_out.eq(rd_out1)]
+        csr_q1, csr_q = Signal(32), Signal(32)
+        m.d.sync += [csr_q1.eq(csr), csr_q.eq(csr_q1)]
+        m.d.comb += host.rdata.eq(Mux(rd_out, self.out_rd.data, csr_q))
+        return m
