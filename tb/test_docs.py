@@ -106,3 +106,13 @@ def test_engine_table_matches_json() -> None:
 def test_cli_check(capsys) -> None:
     assert main(["docs", "--check"]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_cli_check_stale_and_update(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(docgen, "SECTIONS", _fake(tmp_path))
+    assert main(["docs", "--check", "--root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "stale: docs/page.md#a" in out and "+A = 1" in out and "stale: gen/out.h" in out
+    assert main(["docs", "--root", str(tmp_path)]) == 0
+    assert "rewrote docs/page.md#a" in capsys.readouterr().out
+    assert main(["docs", "--check", "--root", str(tmp_path)]) == 0
