@@ -51,6 +51,15 @@ def run_decoder(cfg: Config, words: list[int], lasts: list[bool], *, p_valid: fl
         np.ceil(1 / min(p_valid, p_ready)) + 1) * 4
     J = cfg.join_width
 
+    def take(p) -> None:
+        """Collect one chunk payload; unused value lanes must be zero."""
+        mask = int(p.mask)
+        k = bin(mask).count("1")
+        vals = tuple(int(p.values[j]) for j in range(J))
+        if any(vals[k:]):
+            raise AssertionError(f"nonzero unused lanes in {vals} (mask {mask:#x})")
+        run.chunks.append(Chunk(mask, vals[:k], bool(p.last), bool(p.end)))
+
     async def bench(ctx):
         i = 0
         holding = False
@@ -67,13 +76,7 @@ def run_decoder(cfg: Config, words: list[int], lasts: list[bool], *, p_valid: fl
             ctx.set(dut.o.ready, ready)
             in_fire = holding and ctx.get(dut.i.ready)
             if ctx.get(dut.o.valid) and ready:
-                p = ctx.get(dut.o.payload)
-                mask = int(p.mask)
-                k = bin(mask).count("1")
-                vals = tuple(int(p.values[j]) for j in range(J))
-                if any(vals[k:]):
-                    raise AssertionError(f"nonzero unused lanes in {vals} (mask {mask:#x})")
-                run.chunks.append(Chunk(mask, vals[:k], bool(p.last), bool(p.end)))
+                take(ctx.get(dut.o.payload))
             if ctx.get(dut.done):
                 run.errors.append(Err(ctx.get(dut.error)))
             await ctx.tick()
@@ -86,11 +89,7 @@ def run_decoder(cfg: Config, words: list[int], lasts: list[bool], *, p_valid: fl
         for _ in range(4):
             ctx.set(dut.o.ready, 1)
             if ctx.get(dut.o.valid):
-                p = ctx.get(dut.o.payload)
-                mask = int(p.mask)
-                k = bin(mask).count("1")
-                run.chunks.append(Chunk(mask, tuple(int(p.values[j]) for j in range(k)),
-                                        bool(p.last), bool(p.end)))
+                take(ctx.get(dut.o.payload))
             await ctx.tick()
         run.cycles = cycles
         run.in_words = i

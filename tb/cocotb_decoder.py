@@ -31,6 +31,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from doublesparse.rtl.chunk import unpack_chunk
 from doublesparse.sim.config import Config
 from doublesparse.sim.formats import Err, parse_stream
 
@@ -49,12 +50,12 @@ def _int(sig, what: str, t: int) -> int:
 
 
 def _chunk(p: int, J: int) -> tuple[list, str | None]:
-    mask = p & ((1 << J) - 1)
-    lanes = [(p >> (J + 8 * i)) & 0xFF for i in range(J)]
-    lanes = [v - 256 if v >= 128 else v for v in lanes]
+    """``[mask, values, last, end]`` of an ``o.payload`` integer, and what is wrong with it
+    (nonzero unused lanes) or None."""
+    mask, lanes, last, end = unpack_chunk(p, J)
     k = bin(mask).count("1")
     bad = None if not any(lanes[k:]) else f"nonzero unused lanes {lanes} for mask {mask:#x}"
-    return [mask, lanes[:k], (p >> (9 * J)) & 1, (p >> (9 * J + 1)) & 1], bad
+    return [mask, lanes[:k], int(last), int(end)], bad
 
 
 def default_budget(n_words: int, n_images: int, p_valid: float, p_ready: float) -> int:
