@@ -13,17 +13,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..rtl.pe import PE_STAGES
+from ..rtl.pe import OUT_SLOTS, PE_LATENCY, PE_STAGES, SELECT_TO_OUT
 from .config import Config
 from .formats import Chunk, to_chunks
 
-__all__ = ["pe_golden", "pe_chunks", "pe_cycles", "PECycles", "PE_LATENCY", "pe_bound"]
+__all__ = ["pe_golden", "pe_chunks", "pe_cycles", "PECycles", "PE_LATENCY", "pe_bound",
+           "PE_STAGES", "SELECT_TO_OUT", "OUT_SLOTS"]
 
-# cycles from a chunk pair offered to its result leaving: the stages before the queue,
-# queue / window, select (two cycles), multiply, accumulate / output register
-PE_LATENCY = PE_STAGES + 5
-# of which from the select stage to the result in the output register
-SELECT_TO_OUT = 4
+# The PE's timing constants are defined by the RTL components that determine them
+# (rtl/pe/): PE_STAGES registers before the pair queue (the join), PE_LATENCY cycles from a
+# chunk pair offered to an idle PE to its result leaving, SELECT_TO_OUT of them from the
+# select step to the result in the output register (pick and MAC), OUT_SLOTS results held
+# for the consumer before the PE stalls (not modelled here: pe_cycles has no stalls).
 
 
 def _wrap(v: int, bits: int) -> int:

@@ -18,20 +18,19 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly
 
+from doublesparse.rtl.chunk import pack_chunk
+from doublesparse.rtl.pe import result_layout
 from doublesparse.tb.cocotb_util import start_and_reset
 
 COUNTERS = ("busy_cycles", "macs", "idle_slots", "empty_pairs")
 
 
-def _pack_chunk(mask: int, values: list[int], last: bool, J: int) -> int:
-    word = mask
-    for lane, v in enumerate(values):
-        word |= (v & 0xFF) << (J + 8 * lane)
-    return word | int(last) << (9 * J)
-
-
-def _signed(v: int, bits: int) -> int:
-    return v - (1 << bits) if v >> (bits - 1) else v
+def _result(word: int, acc_width: int) -> list[int]:
+    """[value, err] of a result payload (``result_layout``)."""
+    lay = result_layout(acc_width)
+    v = word >> lay["value"].offset & ((1 << acc_width) - 1)
+    v = v - (1 << acc_width) if v >> (acc_width - 1) else v
+    return [v, word >> lay["err"].offset & 1]
 
 
 @cocotb.test()
@@ -49,8 +48,8 @@ async def pe_job(dut):
     out = {"segments": []}
     failure = None
     for si, seg in enumerate(job["segments"]):
-        w = [_pack_chunk(m, v, last, J) for m, v, last in seg["w"]]
-        a = [_pack_chunk(m, v, last, J) for m, v, last in seg["a"]]
+        w = [pack_chunk(m, v, J, last=last) for m, v, last in seg["w"]]
+        a = [pack_chunk(m, v, J, last=last) for m, v, last in seg["a"]]
         want = seg["n_results"]
         budget = int((200 + 8 * (len(w) + len(a)) * J)
                      / min(job["p_w"], job["p_a"], job["p_ready"]))
@@ -79,8 +78,7 @@ async def pe_job(dut):
             fw = hold_w and int(dut.w__ready.value)
             fa = hold_a and int(dut.a__ready.value)
             if int(dut.o__valid.value) and ready:
-                p = int(dut.o__payload.value)
-                results.append([_signed(p & ((1 << AW) - 1), AW), (p >> AW) & 1])
+                results.append(_result(int(dut.o__payload.value), AW))
                 last_t = t
             await FallingEdge(dut.clk)
             t += 1
