@@ -102,7 +102,8 @@ class Config:
              f"N:M metadata of one {self.join_width}-channel record needs "
              f"{self.nm_meta_bits} bits; at most 32 fit in the record's first word")
         need("data_width", self.data_width == 8, "only int8 data (8) is supported")
-        need("acc_width", 16 <= self.acc_width <= 48, "must be 16..48")
+        need("acc_width", 17 <= self.acc_width <= 48,
+             "must be 17..48 (the requantizer splits the accumulator at bit 16)")
         need("pes", 1 <= self.pes <= 64, "must be 1..64")
         need("multipliers", self.multipliers in (1, 2, 4), "must be 1, 2 or 4")
         need("multipliers", self.join_width >= 8 * self.multipliers,

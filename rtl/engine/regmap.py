@@ -211,8 +211,8 @@ def c_header() -> str:
     out = ["/* doublesparse engine register map. Generated from rtl/engine/regmap.py by",
            " * `doublesparse docs`; do not edit by hand. */",
            "#ifndef DOUBLESPARSE_ENGINE_H", "#define DOUBLESPARSE_ENGINE_H", "",
-           f"#define DS_REGION_SHIFT {REGION_SHIFT}u",
-           "#define DS_ADDR(region, offset) (((region) << DS_REGION_SHIFT) | (offset))",
+           f"#define DS_ADDR_REGION_SHIFT {REGION_SHIFT}u",
+           "#define DS_ADDR(region, offset) (((region) << DS_ADDR_REGION_SHIFT) | (offset))",
            "/* word w of chunk e in a chunk region; word_bits: 3 for J <= 24, 4 for J = 32 */",
            "#define DS_CHUNK_OFFSET(e, w, word_bits) (((e) << (word_bits)) | (w))", ""]
     for g in REGIONS:
