@@ -11,7 +11,7 @@ from amaranth import Module, signed
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from doublesparse.rtl.chunk import chunk_word_layout, pack_chunk
+from doublesparse.rtl.chunk import chunk_word_layout, pack_chunk, unpack_chunk
 from doublesparse.rtl.engine.address import AddressPipeline
 from doublesparse.rtl.engine.broadcast import Broadcast
 from doublesparse.rtl.engine.check import CHECK_LATENCY, DescriptorCheck
@@ -255,12 +255,15 @@ def test_feeder_pairs(p_valid, p_ready) -> None:
             await ctx.tick()
             if len(got) == len(entries):
                 break
-        mask9 = (1 << (9 * J)) - 1
+        def with_last(word, last):
+            mask, lanes, _, _ = unpack_chunk(word, J)
+            return pack_chunk(mask, lanes, J, last=bool(last))
+
         for i, ((gw, ga), (a, wa, la)) in enumerate(zip(got, entries, strict=False)):
-            want_w, want_a = wgt[wa] | la << (9 * J), a | la << (9 * J)
+            want_w, want_a = with_last(wgt[wa], la), with_last(a, la)
             assert (gw, ga) == (want_w, want_a), (
-                f"pair {i}: RTL w {gw & mask9:#x} a {ga & mask9:#x} last {gw >> 9 * J}, "
-                f"reference w {wgt[wa]:#x} (address {wa}) a {a:#x} last {la}")
+                f"pair {i}: RTL w {unpack_chunk(gw, J)} a {unpack_chunk(ga, J)}, reference "
+                f"w {unpack_chunk(want_w, J)} (address {wa}) a {unpack_chunk(want_a, J)}")
         assert len(got) == len(entries), f"{len(got)} pairs of {len(entries)}"
 
     _run(top, bench)

@@ -11,7 +11,6 @@ import subprocess
 import pytest
 from amaranth.back import rtlil
 
-from doublesparse.rtl.chunk import host_words, pack_chunk, split_words, unpack_chunk
 from doublesparse.rtl.engine import Engine
 from doublesparse.rtl.engine.regmap import (
     CSR_SPAN,
@@ -19,8 +18,6 @@ from doublesparse.rtl.engine.regmap import (
     REGISTERS,
     EngineError,
     c_header,
-    chunk_address,
-    chunk_word_bits,
     max_pes,
 )
 from doublesparse.sim.config import Config, ConfigError
@@ -71,23 +68,6 @@ def test_config_refuses_what_the_rtl_cannot_build() -> None:
         Config(acc_width=16, max_reduction=1)
     with pytest.raises(ConfigError, match="'act_mem_chunks'"):
         Config(join_width=32, nm_m=4, act_mem_chunks=1 << 21)
-
-
-@pytest.mark.parametrize("J", [8, 16, 24, 32])
-def test_chunk_words_and_addresses(J) -> None:
-    vals = [(-1) ** i * (i * 37 % 128) for i in range(J)]
-    word = pack_chunk((1 << J) - 1, vals, J, last=True)
-    mask, lanes, last, end = unpack_chunk(word, J)
-    assert (mask, lanes, last, end) == ((1 << J) - 1, vals, True, False)
-    parts = split_words(word & ((1 << 9 * J) - 1), J)
-    assert len(parts) == host_words(J) == -(-9 * J // 32)
-    assert sum(v << (32 * i) for i, v in enumerate(parts)) == word & ((1 << 9 * J) - 1)
-    wb = chunk_word_bits(J)
-    assert 1 << wb >= host_words(J)
-    assert chunk_address("WGT", 5, host_words(J) - 1, J, pe=2) == \
-        (18 << 24) | 5 << wb | (host_words(J) - 1)
-    with pytest.raises(ValueError, match="word"):
-        chunk_address("ACT", 0, host_words(J), J)
 
 
 def test_engine_elaborates_at_the_lower_limits() -> None:
