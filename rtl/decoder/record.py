@@ -54,7 +54,8 @@ class RecordParser(wiring.Component):
     end : Out(1)
         ``word`` is the record's last: the chunk is complete.
     merged : Out(partial_layout(J))
-        ``acc`` with ``word``'s metadata and values placed.
+        ``acc`` with ``word``'s metadata and values placed; meaningful only when ``error``
+        is 0.
     """
 
     def __init__(self, cfg: Config):

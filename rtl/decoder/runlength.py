@@ -19,15 +19,16 @@ class RunLengthParser(wiring.Component):
 
     A word holds up to two entries (value, run: the zeros before the value) in bits 0..28,
     the entry count in bits 29..30 and the vector's last word flag in bit 31. The parser
-    keeps ``pos``, the channel after the last entry, and whether entry 0 of the presented
-    word was already merged (the word was held); both update on ``commit``.
+    keeps ``pos``, the channel after the last placed entry, and whether entry 0 of the
+    presented word is already placed (the word is held); both update on ``commit``.
 
     Each entry is classed by the chunk it lands in, relative to ``base``: 0 = the current
     chunk, 1 = the next, 2 = further. Class-0 entries merge into ``acc`` (``merged``);
     class-1 entries start the next chunk (``fresh``). If any entry lies beyond the current
     chunk (``spill``), the current chunk is complete. A class-2 entry keeps the word
-    (``hold``): the decoder emits the empty chunks before it, one per commit, and the word's
-    merged entry 0 is not merged again.
+    (``hold``): the decoder commits it again in the next cycle, one chunk further on, until
+    no entry is of class 2; an entry 0 placed in an earlier cycle is not placed again.
+    ``merged`` and ``fresh`` are meaningful only when ``error`` is 0.
 
     Rules, in order of precedence: ``PAST_END`` (an entry at or past ``channels``),
     ``COUNT_MISMATCH`` (an entry count of 3, or nonzero bits past the counted entries).
@@ -48,10 +49,10 @@ class RunLengthParser(wiring.Component):
     acc : In(partial_layout(J))
         The current chunk assembled so far.
     start : In(1)
-        A new image starts: entry 0 of the next word is not yet merged.
+        A new image starts: entry 0 of the next word is not yet placed.
     commit : In(1)
-        ``word`` is taken (it broke no rule), or, with ``hold``, its class-0 and class-1
-        entries are: advance ``pos``.
+        The decoder acts on ``word`` (it broke no rule): advance ``pos`` past the placed
+        entries. With ``hold`` the word stays presented, else it is consumed.
     restart : In(1)
         A channel vector ends: the next run counts from channel 0. Overrides ``commit``.
     error : Out(4)
@@ -63,7 +64,8 @@ class RunLengthParser(wiring.Component):
     spill : Out(1)
         An entry is of class 1 or 2: the current chunk is complete.
     fills : Out(1)
-        The last entry lands on the current chunk's last channel.
+        The channel after the word's last entry is ``base + J``: the word completes the
+        current chunk.
     merged : Out(partial_layout(J))
         ``acc`` with the class-0 entries placed.
     fresh : Out(partial_layout(J))
