@@ -500,3 +500,245 @@ def test_descriptor_check() -> None:
         assert (0, 0, 0) in seen
 
     _run(dut, bench)
+
+
+# ---------------------------------------------------------------- control
+class ControlModel:
+    """The control's states and outputs, cycle by cycle, from the docs."""
+
+    SETTLE = 16
+
+    def __init__(self):
+        self.state, self.busy, self.done, self.error, self.cycles = "IDLE", 0, 0, 0, 0
+        self.settle = self.results = self.total = 0
+        self.pe_clear = 0
+
+    def step(self, i):
+        """Outputs this cycle (comb strobes), then the state after the clock edge."""
+        comb = {"load": 0, "prime": 0, "go": 0, "enc_go": 0}
+        nxt = dict(busy=self.busy, done=self.done, error=self.error, cycles=self.cycles,
+                   state=self.state, settle=self.settle, total=self.total, pe_clear=0,
+                   results=self.results + i["retired"])
+        if self.state == "IDLE":
+            if i["start"]:
+                nxt.update(done=0, error=0, busy=1, settle=0, state="SETTLE")
+            elif i["encode"]:
+                if i["raw"]:
+                    nxt.update(done=1, error=5)
+                else:
+                    nxt.update(done=0, error=0, busy=1, state="ENCODE")
+                    comb["enc_go"] = 1
+        elif self.state == "SETTLE":
+            nxt["settle"] = self.settle + 1
+            comb["load"] = int(self.settle == self.SETTLE - 3)
+            comb["prime"] = int(self.settle >= self.SETTLE - 2)
+            if self.settle == self.SETTLE - 1:
+                nxt["state"] = "CHECK"
+        elif self.state == "CHECK":
+            code = 1 if i["bad_shape"] else 2 if i["bad_desc"] else 3 if i["too_big"] else 0
+            if code:
+                nxt.update(error=code, busy=0, done=1, state="IDLE")
+            else:
+                comb["go"] = 1
+                nxt.update(pe_clear=1, cycles=0, results=0, total=i["total"] & 0xFFFFFFFF,
+                           state="RUN")
+        elif self.state == "RUN":
+            nxt["cycles"] = self.cycles + 1
+            if self.results == self.total and not i["seq_running"]:
+                nxt.update(busy=0, done=1, error=4 if i["pe_fault"] else 0, state="IDLE")
+        elif self.state == "ENCODE":
+            if i["enc_overflow"]:
+                nxt.update(busy=0, done=1, error=3, state="IDLE")
+            elif i["enc_finished"]:
+                nxt.update(busy=0, done=1, state="IDLE")
+        out = dict(busy=self.busy, done=self.done, error=self.error, cycles=self.cycles,
+                   pe_clear=self.pe_clear, **comb)
+        for k, v in nxt.items():
+            setattr(self, k, v)
+        return out
+
+
+def test_control_against_model() -> None:
+    from doublesparse.rtl.engine.control import SETTLE_CYCLES, Control
+    assert ControlModel.SETTLE == SETTLE_CYCLES
+    seed = seed_for("control")
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    dut = Control()
+    model = ControlModel()
+    names = ("start", "encode", "raw", "bad_shape", "bad_desc", "too_big", "seq_running",
+             "retired", "pe_fault", "enc_overflow", "enc_finished")
+    seen = set()
+
+    async def bench(ctx):
+        running = 0
+        for t in range(6000):
+            i = {n: int(rng.random() < 0.1) for n in names}
+            i["bad_shape"] &= int(rng.random() < 0.3)
+            i["total"] = int(rng.integers(0, 6))
+            # the sequencer runs for a while after go; results retire now and then
+            running = max(0, running - 1)
+            if model.state == "CHECK":
+                running = int(rng.integers(0, 8))
+            i["seq_running"] = int(running > 0)
+            i["enc_overflow"] &= int(rng.random() < 0.2)
+            for n, v in i.items():
+                ctx.set(getattr(dut, n), v)
+            want = model.step(i)
+            got = {n: ctx.get(getattr(dut, n)) for n in want}
+            assert got == want, f"cycle {t}, inputs {i}: RTL {got}, model {want}"
+            seen.add((want["error"], want["done"]))
+            await ctx.tick()
+        assert {(c, 1) for c in range(6)} <= seen, f"not every outcome reached: {seen}"
+
+    _run(dut, bench)
+
+
+# ---------------------------------------------------------------- host port
+def test_host_port_writes_and_reads() -> None:
+    """Random bus traffic (descriptor and CTRL writes, chunk words to ACT and every WGT,
+    KMAP / MULT / SHIFT words, CSR and OUT reads) with ``busy`` toggling at random: every
+    memory write port shows exactly the writes a Python model of the map expects, one
+    cycle after the bus write (none while busy), and every read returns its register's
+    value ``READ_LATENCY`` cycles after ``re``."""
+    from doublesparse.rtl.chunk import host_words, split_words
+    from doublesparse.rtl.engine.host import READ_LATENCY, HostPort
+    from doublesparse.rtl.engine.regmap import DESC, REG, REGION, REGION_SHIFT, chunk_address
+
+    seed = seed_for("host")
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    cfg = CFG.replace(pes=3)
+    J, P, NW = cfg.join_width, cfg.pes, host_words(cfg.join_width)
+    dut = HostPort(cfg)
+    status = {"done": 1, "error": 3, "cycles": 123456}
+    pe_busy = [int(x) for x in rng.integers(0, 1 << 32, P)]
+    pe_macs = [int(x) for x in rng.integers(0, 1 << 28, P)]
+    # operations: ("w", addr, data) or ("r", addr, None)
+    ops = []
+    for _ in range(400):
+        kind = rng.integers(0, 6)
+        if kind == 0:
+            name = str(rng.choice(DESC))
+            ops.append(("w", REG[name], int(rng.integers(0, 1 << 32))))
+        elif kind == 1:                    # a whole chunk, words in order
+            region, pe = ("ACT", 0) if rng.random() < 0.5 else ("WGT", int(rng.integers(0, P)))
+            e = int(rng.integers(0, 16))
+            word = pack_chunk(int(rng.integers(0, 1 << J)),
+                              [int(v) for v in rng.integers(-128, 128, J)], J)
+            ops += [("w", chunk_address(region, e, w, J, pe=pe), v)
+                    for w, v in enumerate(split_words(word, J))]
+        elif kind == 2:
+            region = str(rng.choice(["KMAP", "MULT", "SHIFT"]))
+            ops.append(("w", REGION[region] << REGION_SHIFT | int(rng.integers(0, 16)),
+                        int(rng.integers(0, 1 << 32))))
+        elif kind == 3:
+            ops.append(("w", REG["CTRL"], int(rng.integers(0, 4))))
+        elif kind == 4:
+            name = str(rng.choice(list(REG)))
+            addr = REG[name] + (int(rng.integers(0, P)) if name.startswith("PE_") else 0)
+            ops.append(("r", addr, None))
+        else:
+            ops.append(("r", REGION["OUT"] << REGION_SHIFT | int(rng.integers(0, 200)), None))
+
+    async def bench(ctx):
+        for k, v in status.items():
+            ctx.set(getattr(dut, k), v)
+        for p in range(P):
+            ctx.set(dut.pe_busy[p], pe_busy[p])
+            ctx.set(dut.pe_macs[p], pe_macs[p])
+        desc = {n: 0 for n in DESC}
+        staging = [0] * NW
+        reads = []            # (cycle due, expected rdata or ("out", data cycle))
+        busy = 0
+        checked = {"mem": 0, "read": 0, "cmd": 0}
+        queue = list(ops)
+        last_op = None
+        for t in range(3 * len(ops) + 20):
+            # inputs of this cycle
+            busy_now = int(rng.random() < 0.15)
+            ctx.set(dut.busy, busy_now)
+            out_word = int(rng.integers(0, 1 << 32))
+            ctx.set(dut.out_rd.data, out_word)
+            ctx.set(dut.enc_rd.en, 0)
+            op = queue.pop(0) if queue and rng.random() < 0.7 else None
+            ctx.set(dut.host.we, int(op is not None and op[0] == "w"))
+            ctx.set(dut.host.re, int(op is not None and op[0] == "r"))
+            if op is not None:
+                ctx.set(dut.host.addr, op[1])
+                ctx.set(dut.host.wdata, op[2] or 0)
+                if op[0] == "r" and op[1] >> REGION_SHIFT == REGION["OUT"]:
+                    assert ctx.get(dut.out_rd.addr) == op[1] & 0xFF, "OUT address not passed"
+            # the bus write of the previous cycle takes effect now (busy of this cycle)
+            exp = {"act": None, "kmap": None, "mult": None, "shift": None, "start": 0,
+                   "encode": 0, **{f"wgt{p}": None for p in range(P)}}
+            if last_op is not None and last_op[0] == "w":
+                _, a, v = last_op
+                region, off = a >> REGION_SHIFT, a & ((1 << REGION_SHIFT) - 1)
+                if region == 0:
+                    name = next((n for n in DESC if REG[n] == a), None)
+                    if name:
+                        desc[name] = v
+                    if a == REG["CTRL"] and not busy_now:
+                        exp["start"], exp["encode"] = v & 1, int(v & 3 == 2)
+                elif not busy_now:
+                    # any memory write passes the chunk staging register: its word slot
+                    # (if it names one) is replaced
+                    w = off & 7
+                    chunk = staging[:]
+                    if w < NW:
+                        chunk[w] = v
+                    staging = chunk
+                    names = {REGION["KMAP"]: "kmap", REGION["MULT"]: "mult",
+                             REGION["SHIFT"]: "shift"}
+                    if region in names:
+                        width = {"kmap": kmap_bits(cfg), "mult": 16, "shift": 6}[names[region]]
+                        exp[names[region]] = (off & 0xF, v & ((1 << width) - 1))
+                    elif w == NW - 1:
+                        word = sum(x << (32 * i) for i, x in enumerate(chunk))
+                        word &= (1 << len(dut.act_wr.data)) - 1
+                        key = "act" if region == REGION["ACT"] else f"wgt{region - 16}"
+                        exp[key] = (off >> 3, word)
+            ports = {"act": dut.act_wr, "kmap": dut.kmap_wr, "mult": dut.mult_wr,
+                     "shift": dut.shift_wr, **{f"wgt{p}": dut.wgt_wr[p] for p in range(P)}}
+            for key, port in ports.items():
+                en = ctx.get(port.en)
+                got = (ctx.get(port.addr), ctx.get(port.data) & ((1 << len(port.data)) - 1)) \
+                    if en else None
+                if got is not None and exp[key] is not None:
+                    exp[key] = (exp[key][0] & ((1 << len(port.addr)) - 1), exp[key][1])
+                assert got == exp[key], f"cycle {t}: {key} write RTL {got}, model {exp[key]}"
+                checked["mem"] += en
+            for key in ("start", "encode"):
+                assert ctx.get(getattr(dut, key)) == exp[key], f"cycle {t}: {key}"
+                checked["cmd"] += exp[key]
+            # reads: value due READ_LATENCY cycles after re, from the registers as they
+            # stand the cycle after re
+            if last_op is not None and last_op[0] == "r":
+                a = last_op[1]
+                if a >> REGION_SHIFT == REGION["OUT"]:
+                    reads.append((t + READ_LATENCY - 1, "out"))
+                else:
+                    vals = {REG[n]: desc[n] for n in DESC}
+                    vals[REG["STATUS"]] = busy_now | status["done"] << 1 | status["error"] << 4
+                    vals[REG["CYCLES"]] = status["cycles"]
+                    vals[REG["MACS"]] = sum(pe_macs) & 0xFFFFFFFF
+                    for p in range(P):
+                        vals[REG["PE_BUSY"] + p], vals[REG["PE_MACS"] + p] = pe_busy[p], pe_macs[p]
+                    reads.append((t + READ_LATENCY - 1, vals.get(a, 0)))
+            rvalid = ctx.get(dut.host.rvalid)
+            due = [r for r in reads if r[0] == t]
+            assert rvalid == len(due), f"cycle {t}: rvalid {rvalid}, reads due {len(due)}"
+            if due:
+                want = out_word if due[0][1] == "out" else due[0][1]
+                got = ctx.get(dut.host.rdata)
+                assert got == want, f"cycle {t}: read RTL {got:#x}, model {want:#x}"
+                checked["read"] += 1
+            last_op = op
+            busy = busy_now
+            await ctx.tick()
+        assert not queue and checked["mem"] > 100 and checked["read"] > 50 \
+            and checked["cmd"] > 3, checked
+        _ = busy
+
+    _run(dut, bench)
