@@ -4,16 +4,15 @@
 from __future__ import annotations
 
 from ...sim.config import Config
+from ..pe import OUT_SLOTS as PE_OUT_SLOTS
 from ..pe import PE_STAGES
 from .address import ADDRESS_STAGES, READ_STAGES
 from .collector import COLLECT_BUFFER, COLLECT_STAGES
 from .feeder import FEEDER_ENTRIES, FEEDER_STAGES
 from .requant import REQUANT_STAGES
 
-__all__ = ["ARRIVE", "OUT_SLOTS", "ENGINE_LATENCY", "PE_OUT_SLOTS", "queue_chunks"]
+__all__ = ["ARRIVE", "OUT_SLOTS", "ENGINE_LATENCY", "queue_chunks"]
 
-# results a PE holds in its own output slots
-PE_OUT_SLOTS = 2
 # from a step's broadcast (into the queues) to the earliest cycle a PE can finish it: the
 # feeder's registers, then the PE's stage registers before its pair queue
 ARRIVE = FEEDER_STAGES + PE_STAGES
@@ -31,5 +30,5 @@ ENGINE_LATENCY = (2 + ADDRESS_STAGES + READ_STAGES) + (COLLECT_STAGES + REQUANT_
 
 def queue_chunks(cfg: Config) -> int:
     """Chunk steps a PE can hold before the broadcast waits for it: its queue, the
-    feeder's buffer, the PE's stage registers and its pair queue."""
+    feeder's buffer, the PE's stage registers and its pair queue (``PE.depth``)."""
     return cfg.queue_depth + FEEDER_ENTRIES + PE_STAGES + max(2, cfg.queue_depth)
