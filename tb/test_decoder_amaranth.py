@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from doublesparse.sim.config import Config
-from doublesparse.sim.formats import Err, parse_stream, to_chunks
+from doublesparse.sim.formats import HEADER_WORDS, MASK32, Err, encode, parse_stream, to_chunks
 from doublesparse.tb.amaranth_harness import run_decoder
-from doublesparse.tb.stimulus import FORMATS, fuzz_image, random_image, stream_of
+from doublesparse.tb.stimulus import FORMATS, fix_checksum, fuzz_image, random_image, stream_of
 
 SEED = int(os.environ.get("DS_SEED", "7"))
 CONFIGS = [Config(), Config(join_width=8, run_bits=2, nm_n=1, nm_m=2, multipliers=1),
@@ -101,3 +101,35 @@ def test_decoder_recovers_after_each_error_kind() -> None:
     assert [r.error for r in ref] == want
     _run_checked(cfg, words, lasts, [c for r in ref for c in r.chunks], want, "recover",
                  p_valid=0.7, p_ready=0.7, seed=SEED)
+
+
+def _with_body(header: list[int], body: list[int]) -> list[int]:
+    """An image of ``header``'s format and shape with ``body`` as its body: word count,
+    body checksum and header sum set to match."""
+    check = 0
+    for w in body:
+        check = ((check << 1 | check >> 31) & MASK32) ^ w
+    h = [int(w) for w in header[:HEADER_WORDS]]
+    h[8], h[9] = len(body), check
+    return fix_checksum(h) + body
+
+
+@pytest.mark.parametrize("stalls", [(1.0, 1.0), (0.6, 0.5)], ids=["nostall", "stall"])
+def test_decoder_rle_entry_on_vector_end_then_empty_last_word(stalls) -> None:
+    """A vector (C = J) whose last entry is on its last channel, in a word without the
+    last-of-vector flag, followed by an empty word that has it: the chunk completes only
+    at that word, as a vector's last."""
+    cfg = Config()
+    J, R = cfg.join_width, cfg.run_bits
+    x = np.zeros((J, 2), np.int8)
+    x[J - 1, :] = (5, -7)
+    body = []
+    for p in range(2):
+        body += [(int(x[J - 1, p]) & 0xFF | (J - 1) << 8) | 1 << 29, 1 << 31]
+    assert J - 1 < 1 << R
+    img = _with_body(encode(x, "rle", cfg), body)
+    words, lasts = stream_of([img])
+    ref = parse_stream(words, lasts, cfg)
+    assert [r.error for r in ref] == [Err.OK] and ref[0].chunks == to_chunks(x, J)
+    _run_checked(cfg, words, lasts, ref[0].chunks, [Err.OK], "rle_vector_end",
+                 p_valid=stalls[0], p_ready=stalls[1], seed=SEED)
