@@ -464,6 +464,12 @@ def render_cnn(root: Path) -> str:
 
 # ---------------------------------------------------------------------------------------
 #: Every generated target. One line registers one more.
+def _regmap():
+    from ..rtl.engine import regmap
+
+    return regmap
+
+
 SECTIONS: list[Section | GeneratedFile] = [
     Section("docs/performance.md", "decoder", render_decoder),
     Section("docs/performance.md", "pe", render_pe),
@@ -473,4 +479,6 @@ SECTIONS: list[Section | GeneratedFile] = [
     Section("docs/cnn.md", "cnn-network", render_cnn_network),
     Section("docs/cnn.md", "cnn-accuracy", render_cnn_accuracy),
     Section("docs/cnn.md", "cnn", render_cnn),
+    Section("docs/engine.md", "regmap", lambda: _regmap().markdown_tables()),
+    GeneratedFile("docs/doublesparse_engine.h", lambda: _regmap().c_header()),
 ]

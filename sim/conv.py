@@ -1,5 +1,5 @@
 """Host side of the convolution engine: golden conv2d, requantization, the scheduler that
-assigns filters to PEs, and the memory images plus job descriptor for ``rtl/engine.py``.
+assigns filters to PEs, and the memory images plus job descriptor for ``rtl/engine/``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Golden and cycle models of the double-sparse PE (``rtl/pe.py``).
+"""Golden and cycle models of the double-sparse PE (``rtl/pe/``).
 
 * :func:`pe_golden`: the value of every accumulation (int8 x int8 summed exactly, then
   wrapped to ``acc_width`` two's complement, flagged when longer than ``max_reduction``).
