@@ -124,16 +124,11 @@ class Config:
 
     def _check_register_map(self, need) -> None:
         """Limits of the engine's host register map (``rtl/engine/regmap.py``)."""
-        from ..rtl.engine.regmap import REGION_SHIFT, chunk_word_bits, max_pes
+        from ..rtl.engine.regmap import max_pes
 
         need("pes", self.pes <= max_pes(),
              f"must be at most {max_pes()}: the register map has room for that many "
              f"PE_BUSY / PE_MACS registers")
-        offset = 1 << REGION_SHIFT
-        need("act_mem_chunks", self.act_mem_chunks << chunk_word_bits(self.join_width)
-             <= offset, f"does not fit the ACT region's {REGION_SHIFT}-bit offset")
-        need("wgt_mem_chunks", self.wgt_mem_chunks << chunk_word_bits(self.join_width)
-             <= offset, f"does not fit the WGT region's {REGION_SHIFT}-bit offset")
 
     # -- derived quantities (never stored, so they cannot disagree) ---------------------
     @property

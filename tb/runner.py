@@ -364,8 +364,10 @@ def run_decoder_rtl(cfg: Config, words: list[int], lasts: list[bool], *,
 
 def engine_run_dict(job, cfg: Config, budget: int | None = None, load: bool = True) -> dict:
     """One engine run for the cocotb host testbench, from a ``sim.conv.Job``."""
+    from ..rtl.engine.layouts import fmax_slots
+
     L = job.layer
-    fm = -(-cfg.max_filters // cfg.pes)
+    fm = fmax_slots(cfg)
     work = L.Ho * L.Wo * job.F * L.R * L.S * job.nch
     return {"act": job.act, "wgt": job.wgt, "kmap": [[k & 0xFFFFFFFF for k in ks]
                                                       for ks in job.kmap],

@@ -39,6 +39,23 @@ CFG = Config(act_mem_chunks=64, wgt_mem_chunks=32, out_mem_words=256, max_filter
 GAPS = [(1.0, 1.0), (0.5, 0.7), (0.8, 0.3)]
 
 
+def _rng(name: str) -> np.random.Generator:
+    """The test's random generator; its seed is printed so a failure can be replayed."""
+    seed = seed_for(name)
+    print(f"seed {seed}")
+    return np.random.default_rng(seed)
+
+
+async def _fill(ctx, port, values) -> None:
+    """Write ``values`` into a memory through its write port, from address 0."""
+    for a, v in enumerate(values):
+        ctx.set(port.addr, a)
+        ctx.set(port.data, v)
+        ctx.set(port.en, 1)
+        await ctx.tick()
+    ctx.set(port.en, 0)
+
+
 def _run(dut, bench) -> None:
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -90,9 +107,7 @@ SHAPES = [(5, 6, 3, 3, 1, 1, 2, 2), (7, 6, 3, 3, 2, 0, 1, 3), (6, 5, 5, 5, 2, 2,
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_sequencer_steps(shape, p_ready) -> None:
     H, W, R, S, stride, pad, nch, F = shape
-    seed = seed_for(f"seq{shape}{p_ready}")
-    print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(f"seq{shape}{p_ready}")
     dut = Sequencer()
     want = [pack(STEP_LAYOUT, iy=a, ix=b, c=c, j=j, r=r, s=s, last=la)
             for a, b, c, j, r, s, la in ref_steps(*shape)]
@@ -139,9 +154,7 @@ def _bench(dut, mems: dict, ports: dict):
 
 @pytest.mark.parametrize("p_valid,p_ready", GAPS)
 def test_address_pipeline(p_valid, p_ready) -> None:
-    seed = seed_for(f"addr{p_valid}{p_ready}")
-    print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(f"addr{p_valid}{p_ready}")
     cfg = CFG
     H, W, R, S, stride, pad, nch, F = 4, 3, 3, 3, 1, 1, 2, 2
     dut = AddressPipeline(cfg)
@@ -156,12 +169,7 @@ def test_address_pipeline(p_valid, p_ready) -> None:
                  last=la) for iy, ix, c, j, r, s, la in steps]
 
     async def bench(ctx):
-        for a, v in enumerate(act):
-            ctx.set(mem.w.addr, a)
-            ctx.set(mem.w.data, v)
-            ctx.set(mem.w.en, 1)
-            await ctx.tick()
-        ctx.set(mem.w.en, 0)
+        await _fill(ctx, mem.w, act)
         _set_desc(ctx, dut.desc, w=W, s=S, nch=nch)
         ctx.set(dut.rs, R * S)
         ctx.set(dut.start, 1)
@@ -184,9 +192,7 @@ def test_address_pipeline(p_valid, p_ready) -> None:
 # ---------------------------------------------------------------- broadcast
 @pytest.mark.parametrize("p_valid,p_ready", GAPS)
 def test_broadcast_every_queue_sees_every_entry(p_valid, p_ready) -> None:
-    seed = seed_for(f"bcast{p_valid}{p_ready}")
-    print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(f"bcast{p_valid}{p_ready}")
     cfg = CFG.replace(pes=3)
     dut = Broadcast(cfg)
     width = entry_layout(cfg).size
@@ -215,9 +221,7 @@ def test_broadcast_every_queue_sees_every_entry(p_valid, p_ready) -> None:
 # ---------------------------------------------------------------- feeder
 @pytest.mark.parametrize("p_valid,p_ready", GAPS)
 def test_feeder_pairs(p_valid, p_ready) -> None:
-    seed = seed_for(f"feed{p_valid}{p_ready}")
-    print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(f"feed{p_valid}{p_ready}")
     cfg = CFG
     J = cfg.join_width
     dut = Feeder(cfg)
@@ -233,12 +237,7 @@ def test_feeder_pairs(p_valid, p_ready) -> None:
     items = [pack(lay, a=a, waddr=wa, last=la) for a, wa, la in entries]
 
     async def bench(ctx):
-        for a, v in enumerate(wgt):
-            ctx.set(mem.w.addr, a)
-            ctx.set(mem.w.data, v)
-            ctx.set(mem.w.en, 1)
-            await ctx.tick()
-        ctx.set(mem.w.en, 0)
+        await _fill(ctx, mem.w, wgt)
         await ctx.tick()
         src = Source(dut.i, items, rng, p_valid)
         got = []
@@ -272,9 +271,7 @@ def test_feeder_pairs(p_valid, p_ready) -> None:
 # ---------------------------------------------------------------- collector
 @pytest.mark.parametrize("p_valid", [1.0, 0.5, 0.1])
 def test_collector_slots_and_pixels(p_valid) -> None:
-    seed = seed_for(f"coll{p_valid}")
-    print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(f"coll{p_valid}")
     cfg = CFG.replace(pes=3)
     dut = ResultCollector(cfg)
     F, npix, FM = 2, 7, fmax_slots(cfg)
@@ -311,9 +308,7 @@ def test_collector_slots_and_pixels(p_valid) -> None:
 # ---------------------------------------------------------------- requantizer
 @pytest.mark.parametrize("mode", [0, 1, 2])      # requant, raw, requant + ReLU
 def test_requantizer(mode) -> None:
-    seed = seed_for(f"rq{mode}")
-    print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(f"rq{mode}")
     cfg = CFG
     dut = Requantizer(cfg)
     kmem = RAM(kmap_bits(cfg), cfg.pes * fmax_slots(cfg))
@@ -343,12 +338,7 @@ def test_requantizer(mode) -> None:
 
     async def bench(ctx):
         for mem, vals in ((kmem, kmap), (mmem, mult), (smem, shift)):
-            for a, v in enumerate(vals):
-                ctx.set(mem.w.addr, a)
-                ctx.set(mem.w.data, v)
-                ctx.set(mem.w.en, 1)
-                await ctx.tick()
-            ctx.set(mem.w.en, 0)
+            await _fill(ctx, mem.w, vals)
         _set_desc(ctx, dut.desc, k=K, mode=mode)
         ctx.set(dut.npix, npix)
         ctx.set(dut.start, 1)
@@ -376,9 +366,7 @@ def test_requantizer(mode) -> None:
 @pytest.mark.parametrize("K,Ho,Wo,room", [(20, 3, 2, 64), (16, 2, 2, 64), (5, 1, 3, 64),
                                           (33, 2, 3, 10)])
 def test_reencoder_chunks(K, Ho, Wo, room) -> None:
-    seed = seed_for(f"enc{K}{Ho}{Wo}")
-    print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(f"enc{K}{Ho}{Wo}")
     cfg = CFG.replace(act_mem_chunks=max(16, room))
     J = cfg.join_width
     dut = ReEncoder(cfg)
@@ -394,13 +382,7 @@ def test_reencoder_chunks(K, Ho, Wo, room) -> None:
     fits = len(want) <= cfg.act_mem_chunks
 
     async def bench(ctx):
-        flat = y.reshape(-1)
-        for a, v in enumerate(flat):
-            ctx.set(out.w.addr, a)
-            ctx.set(out.w.data, int(v) & 0xFFFFFFFF)
-            ctx.set(out.w.en, 1)
-            await ctx.tick()
-        ctx.set(out.w.en, 0)
+        await _fill(ctx, out.w, [int(v) & 0xFFFFFFFF for v in y.reshape(-1)])
         _set_desc(ctx, dut.desc, k=K, ho=Ho, wo=Wo)
         await ctx.tick()
         ctx.set(dut.go, 1)
@@ -466,9 +448,7 @@ def _random_desc(rng, cfg):
 
 
 def test_descriptor_check() -> None:
-    seed = seed_for("check")
-    print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
+    rng = _rng("check")
     cfg = Config()
     dut = DescriptorCheck(cfg)
     cases = [_random_desc(rng, cfg) for _ in range(300)]
@@ -561,9 +541,7 @@ class ControlModel:
 def test_control_against_model() -> None:
     from doublesparse.rtl.engine.control import SETTLE_CYCLES, Control
     assert ControlModel.SETTLE == SETTLE_CYCLES
-    seed = seed_for("control")
-    print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
+    rng = _rng("control")
     dut = Control()
     model = ControlModel()
     names = ("start", "encode", "raw", "bad_shape", "bad_desc", "too_big", "seq_running",
@@ -605,9 +583,7 @@ def test_host_port_writes_and_reads() -> None:
     from doublesparse.rtl.engine.host import READ_LATENCY, HostPort
     from doublesparse.rtl.engine.regmap import DESC, REG, REGION, REGION_SHIFT, chunk_address
 
-    seed = seed_for("host")
-    print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
+    rng = _rng("host")
     cfg = CFG.replace(pes=3)
     J, P, NW = cfg.join_width, cfg.pes, host_words(cfg.join_width)
     dut = HostPort(cfg)

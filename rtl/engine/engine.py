@@ -59,10 +59,6 @@ class Engine(wiring.Component):
         self.cfg = cfg or Config()
         super().__init__({"host": Out(HostSignature()), "busy": Out(1), "done": Out(1)})
 
-    @property
-    def fmax_slots(self) -> int:
-        return fmax_slots(self.cfg)
-
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg

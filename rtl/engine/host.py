@@ -38,7 +38,6 @@ from .regmap import (
     HostSignature,
     chunk_word_bits,
     desc_layout,
-    max_pes,
 )
 
 __all__ = ["HostPort", "READ_LATENCY"]
@@ -92,8 +91,6 @@ class HostPort(wiring.Component):
     """
 
     def __init__(self, cfg: Config):
-        if cfg.pes > max_pes():
-            raise ValueError(f"{cfg.pes} PEs: the register map holds at most {max_pes()}")
         self.cfg = cfg
         P, CW = cfg.pes, chunk_bits(cfg.join_width)
         act = WritePortSignature(addr_bits(cfg.act_mem_chunks), CW)
