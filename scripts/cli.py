@@ -228,6 +228,32 @@ def _bench_sweep(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from ..sim.arch_study import study, summary
+    from .progress import Progress
+
+    out = {}
+    for m in args.mults:
+        if m < 1:
+            raise CliError(f"--mults {m}: must be at least 1")
+        from ..sim.arch_study import GRID, VGG16
+
+        prog = Progress(len(GRID) + len(VGG16), f"study at {m} multipliers")
+        res = study(mults=m, seed=args.seed, vgg_pixels=args.vgg_pixels, progress=prog.step)
+        res["summary"] = summary(res)
+        out[str(m)] = res
+        print(f"{m} multipliers:")
+        for r in res["summary"]:
+            print(f"  {r['name']:28} worst util to 1/40 {r['worst_util_to_1_40']:.2f}, "
+                  f"at 1/64 {r['worst_util_1_64']:.2f}, VGG-16 {r['vgg_of_ideal']:.2f} of "
+                  f"ideal, {r['lut4_per_mult']:,.0f} LUT4/mult (est.), "
+                  f"{r['speedup_per_klut']:.2f}x per kLUT at 1/40")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+        print(f"wrote -> {args.json}")
+    return 0
+
+
 def cmd_dot(args: argparse.Namespace) -> int:
     from .bench import pe_dot_rtl
 
@@ -465,6 +491,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sweep: save each point's W and A (.npy) to re-run it with run-layer")
     _add_config(b)
     b.set_defaults(func=cmd_bench)
+
+    st = sub.add_parser("study", help="the architecture study: candidate engines in the "
+                                      "model over the density grid and VGG-16")
+    st.add_argument("--mults", type=lambda t: [int(v) for v in t.split(",")],
+                    default=[32, 8], help="multiplier counts to compare at (default 32,8)")
+    st.add_argument("--seed", type=int, default=1)
+    st.add_argument("--vgg-pixels", type=int, default=16,
+                    help="output pixels sampled per VGG-16 layer")
+    st.add_argument("--json", help="write the results (docs/results/study.json)")
+    st.set_defaults(func=cmd_study)
 
     t = sub.add_parser("dot", help="dot products through the RTL PE, checked against numpy")
     t.add_argument("--weights", required=True, help="int8 (K, L) or (L,) .npy")

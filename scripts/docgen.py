@@ -462,6 +462,58 @@ def render_cnn(root: Path) -> str:
     return "\n".join(lines)
 
 
+STUDY_CMD = "doublesparse study --json docs/results/study.json"
+
+
+def render_study(root: Path) -> str:
+    rel = f"{RESULTS}/study.json"
+    d = _load(root, rel)
+    if d is None:
+        return _missing(rel, STUDY_CMD)
+    from ..sim.arch_study import CHOSEN
+
+    lines = [f"Reproduce: `{STUDY_CMD}` (the model only, seed {next(iter(d.values()))['seed']}; "
+             f"a few minutes). Utilization = effectual MACs / (multipliers x cycles) on the "
+             f"target layer (C = K = 64, 3 x 3, 16 x 16, pad 1); \"worst to 1/40\" is the "
+             f"lowest over the grid points with d_w d_a >= 1/40, \"at 1/64\" the lowest over "
+             f"the 1/64 points; VGG-16 is the network's modelled speedup over the ideal "
+             f"sum(dense) / sum(effectual); LUT4 and block RAMs are estimates (see Area). "
+             f"The chosen candidate is **{CHOSEN}**.", ""]
+    for m, res in d.items():
+        lines += [f"At {m} multipliers:", "",
+                  "| candidate | PEs x M | worst util. to 1/40 | worst util. at 1/64 | "
+                  "VGG-16 of ideal | speedup at 0.25 x 0.1 | LUT4 (est.) | LUT4 / mult. | "
+                  "DP16KD (est.) | speedup per kLUT4 |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in res["summary"]:
+            name = f"**{r['name']}**" if r["name"] == CHOSEN else r["name"]
+            lines.append(f"| {name} | {r['pes']} x {r['M']} | {r['worst_util_to_1_40']:.2f} | "
+                         f"{r['worst_util_1_64']:.2f} | {r['vgg_of_ideal']:.2f} | "
+                         f"{r['speedup_1_40']:.1f}x | {_n(round(r['lut4']))} | "
+                         f"{_n(round(r['lut4_per_mult']))} | {r['bram']:.0f} | "
+                         f"{r['speedup_per_klut']:.2f} |")
+        lines.append("")
+    m, res = max(d.items(), key=lambda kv: int(kv[0]))
+    names = [a["name"] for a in res["arches"]]
+    lines += [f"Utilization per grid point at {m} multipliers:", "",
+              "| d_w | d_a | 1/(d_w d_a) | " + " | ".join(names) + " |",
+              "| ---: | ---: | ---: | " + " | ".join("---:" for _ in names) + " |"]
+    for g in res["grid"]:
+        lines.append(f"| {g['d_w']:g} | {g['d_a']:g} | {1 / (g['d_w'] * g['d_a']):.0f} | "
+                     + " | ".join(f"{g['util'][n]:.2f}" for n in names) + " |")
+    lines += ["", f"VGG-16 per layer at {m} multipliers (utilization; densities from Deep "
+              f"Compression, Table 4):", "",
+              "| layer | d_w | d_a | " + " | ".join(names) + " |",
+              "| --- | ---: | ---: | " + " | ".join("---:" for _ in names) + " |"]
+    for v in res["vgg"]:
+        lines.append(f"| {v['name']} | {v['d_w']:g} | {v['d_a']:g} | "
+                     + " | ".join(f"{v['util'][n]:.2f}" for n in names) + " |")
+    t = res["vgg_total"]
+    lines.append(f"| network speedup (ideal {t['ideal_speedup']:.2f}x) | | | "
+                 + " | ".join(f"{t['speedup'][n]:.2f}x" for n in names) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------
 #: Every generated target. One line registers one more.
 def _regmap():
@@ -476,6 +528,7 @@ SECTIONS: list[Section | GeneratedFile] = [
     Section("docs/performance.md", "engine", render_engine),
     Section("docs/performance.md", "sweep", render_sweep),
     Section("docs/performance.md", "synth", render_synth),
+    Section("docs/architecture.md", "study", render_study),
     Section("docs/cnn.md", "cnn-network", render_cnn_network),
     Section("docs/cnn.md", "cnn-accuracy", render_cnn_accuracy),
     Section("docs/cnn.md", "cnn", render_cnn),
