@@ -5,7 +5,7 @@
 
 #define DS_ADDR_REGION_SHIFT 24u
 #define DS_ADDR(region, offset) (((region) << DS_ADDR_REGION_SHIFT) | (offset))
-/* word w of chunk e in a chunk region; word_bits: 3 for J <= 24, 4 for J = 32 */
+/* word w of entry e in a chunk region; word_bits: 3 for scan_width 16, 4 for 32, 5 for 64 */
 #define DS_CHUNK_OFFSET(e, w, word_bits) (((e) << (word_bits)) | (w))
 
 #define DS_REGION_CSR 0u
@@ -15,6 +15,7 @@
 #define DS_REGION_SHIFT 4u
 #define DS_REGION_OUT 5u
 #define DS_REGION_WGT 16u  /* + PE index */
+#define DS_REGION_WVAL 48u  /* + PE index */
 
 #define DS_REG_CTRL 0x00u
 #define DS_CTRL_START_SHIFT 0u
@@ -57,6 +58,6 @@
 #define DS_ERR_PE_FAULT 4u
 #define DS_ERR_NOT_INT8 5u
 
-/* host words per chunk: ceil(9 J / 32); J = 16: 5 words, 144 bits */
+/* host words per activation chunk: ceil(9 S / 32); S = 64: 18 words, 576 bits */
 
 #endif

@@ -1,7 +1,10 @@
 """The chunk: the engine's internal form of J channels, defined once.
 
 A chunk holds a J-bit ``mask`` (bit i: channel i is nonzero) and J signed bytes
-``values`` (the nonzeros packed from lane 0 in channel order, unused lanes zero). As a
+``values``: in a *packed* chunk (the formats, the decoder, the dot-product PE) the nonzeros
+packed from lane 0 in channel order, unused lanes zero; in a *lane* chunk (the convolution
+engine's activation memory, :func:`pack_lanes`) channel i's value in lane i, zero where
+the channel is zero. As a
 stream payload (:func:`chunk_layout`) it also carries ``last`` (the final chunk of a
 channel vector, which ends an accumulation) and ``end`` (the final chunk of a correctly
 decoded image). In memory (:func:`chunk_word_layout`) a chunk is the first two fields
@@ -22,7 +25,7 @@ from amaranth import signed
 from amaranth.lib import data
 
 __all__ = ["chunk_layout", "chunk_word_layout", "chunk_bits", "host_words", "pack_chunk",
-           "unpack_chunk", "split_words"]
+           "unpack_chunk", "split_words", "pack_lanes", "unpack_lanes", "words_of"]
 
 
 @functools.cache
@@ -89,3 +92,27 @@ def unpack_chunk(word: int, join_width: int) -> tuple[int, list[int], bool, bool
 def split_words(word: int, join_width: int) -> list[int]:
     """A chunk's memory word as the host's 32-bit words, least significant first."""
     return [(word >> (32 * i)) & 0xFFFFFFFF for i in range(host_words(join_width))]
+
+
+def pack_lanes(values: Sequence[int], join_width: int) -> int:
+    """The memory word of a lane chunk: channel i's value in lane i, the mask bit set
+    where it is nonzero. ``values`` holds at most J channels (the rest are zero)."""
+    if len(values) > join_width:
+        raise ValueError(f"{len(values)} channels do not fit a {join_width}-lane chunk")
+    mask = sum(1 << i for i, v in enumerate(values) if int(v) != 0)
+    return pack_chunk(mask, values, join_width)
+
+
+def unpack_lanes(word: int, join_width: int) -> list[int]:
+    """The J channel values of a lane chunk's memory word (checked against its mask)."""
+    mask, lanes, _, _ = unpack_chunk(word, join_width)
+    for i, v in enumerate(lanes):
+        if bool(mask >> i & 1) != (v != 0):
+            raise ValueError(f"lane chunk: lane {i} holds {v} but its mask bit is "
+                             f"{mask >> i & 1}")
+    return lanes
+
+
+def words_of(value: int, bits: int) -> list[int]:
+    """A ``bits``-bit memory word as the host's 32-bit words, least significant first."""
+    return [(value >> (32 * i)) & 0xFFFFFFFF for i in range(-(-bits // 32))]

@@ -191,8 +191,8 @@ def bench_engine(cfg: Config, sim: str = "verilator", seed: int = 1,
 
     rows = []
     layers = ENGINE_LAYERS[:1] if quick else ENGINE_LAYERS
-    print(f"engine benchmark: {cfg.pes} PEs x {cfg.multipliers} multipliers, J = "
-          f"{cfg.join_width}, queues {cfg.queue_depth}; RTL under {sim}, seed {seed}")
+    print(f"engine benchmark: {cfg.pes} PEs (one multiplier each), S = {cfg.scan_width}, "
+          f"queues {cfg.queue_depth}; RTL under {sim}, seed {seed}")
     hdr = (f"{'layer':14} {'d_w':>5} {'d_a':>5} {'cycles':>8} {'model':>8} {'err%':>6} "
            f"{'util':>5} {'speedup':>7} {'bound':>6} {'macs max/mean':>13} {'busy':>6} "
            f"{'unbal. cycles':>13} {'unbal. macs max/mean':>20}")
@@ -223,4 +223,50 @@ def bench_engine(cfg: Config, sim: str = "verilator", seed: int = 1,
               f"{u['macs_max_over_mean']:20.3f}", flush=True)
     worst = max(abs(r["model_error"]) for r in rows)
     print(f"worst model error {100 * worst:.1f}% (target 5%)")
+    return rows
+
+
+def bench_target(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = False,
+                 fmax_mhz: float | None = None) -> list[dict]:
+    """The target layer (C = K = 64, 3 x 3, 16 x 16, pad 1, random operands) over the
+    density grid of the architecture study (``sim/arch_study.py:GRID``, d_w d_a from 1 down
+    to 1/64 both ways round), through the RTL engine in one simulation: utilization
+    (effectual MACs / (multipliers x cycles)), speedup against a dense engine with the
+    same multipliers over the taps inside the image, the model's error, and with
+    ``fmax_mhz`` the dense-equivalent GOP/s."""
+    from ..sim.arch_study import GRID, TARGET_LAYER
+    from ..tb.stimulus import random_tensor
+    from .layer import LayerSpec, run_layers
+
+    L = TARGET_LAYER
+    grid = [(0.25, 0.1), (1 / 64, 1.0)] if quick else GRID
+    specs = []
+    for i, (dw, da) in enumerate(grid):
+        rng = np.random.default_rng(seed * 1009 + i)
+        specs.append(LayerSpec(random_tensor(rng, (L.K, L.C, L.R, L.S), dw),
+                               random_tensor(rng, (L.C, L.H, L.W), da), L.stride, L.pad))
+    print(f"target-layer benchmark: K = C = {L.K}, {L.R}x{L.S}, {L.H}x{L.W}, pad {L.pad}; "
+          f"{cfg.pes} PEs (one multiplier each), S = {cfg.scan_width}; RTL under {sim}, "
+          f"seed {seed}, {len(grid)} density points in one simulation ...", flush=True)
+    runs = run_layers(specs, cfg, sim=sim, fmax_mhz=fmax_mhz)
+    rows = []
+    print(f"{'d_w':>7} {'d_a':>7} {'1/(dw da)':>9} {'cycles':>9} {'model':>9} {'err%':>6} "
+          f"{'util':>5} {'speedup':>8}" + ("  GOP/s" if fmax_mhz else ""))
+    for (dw, da), run in zip(grid, runs, strict=True):
+        st = run.stats
+        if not st.get("match"):
+            raise RuntimeError(f"target bench: d_w {dw} d_a {da}: RTL output wrong")
+        row = dict(st, d_w_target=dw, d_a_target=da,
+                   speedup_in_image=st["dense_cycles_in_image"] / st["cycles"])
+        rows.append(row)
+        print(f"{dw:7.4f} {da:7.4f} {1 / (dw * da):9.1f} {st['cycles']:9d} "
+              f"{st['predicted_cycles']:9d} {100 * st['model_error']:+6.1f} "
+              f"{st['utilization']:5.2f} {row['speedup_in_image']:7.2f}x"
+              + (f" {st['gops_dense_equivalent_at_fmax']:6.1f}" if fmax_mhz else ""),
+              flush=True)
+    to40 = [r["utilization"] for r in rows if r["d_w_target"] * r["d_a_target"] > 1 / 41]
+    at64 = [r["utilization"] for r in rows if r["d_w_target"] * r["d_a_target"] < 1 / 41]
+    print(f"worst utilization down to 1/40: {min(to40):.3f} (target 0.80)"
+          + (f"; at 1/64: {min(at64):.3f} (target 0.60)" if at64 else "")
+          + f"; worst model error {100 * max(abs(r['model_error']) for r in rows):.1f}%")
     return rows

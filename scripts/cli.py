@@ -190,7 +190,7 @@ def cmd_verilog(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_decoder, bench_engine, bench_pe
+    from .bench import bench_decoder, bench_engine, bench_pe, bench_target
 
     cfg = _config(args)
     if args.what == "sweep":
@@ -201,8 +201,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.sim == "amaranth":
             raise CliError(f"bench {args.what} runs the emitted Verilog: use --sim verilator "
                            f"or icarus")
-        bench = bench_pe if args.what == "pe" else bench_engine
-        rows = bench(cfg, sim=args.sim, seed=args.seed, quick=args.quick)
+        if args.what == "target":
+            rows = bench_target(cfg, sim=args.sim, seed=args.seed, quick=args.quick,
+                                fmax_mhz=args.fmax)
+        else:
+            bench = bench_pe if args.what == "pe" else bench_engine
+            rows = bench(cfg, sim=args.sim, seed=args.seed, quick=args.quick)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
         print(f"wrote {len(rows)} rows -> {args.json}")
@@ -318,12 +322,16 @@ def cmd_run_layer(args: argparse.Namespace) -> int:
             raise CliError(f"{args.requant}: needs arrays 'mult' and 'shift' ({e})") from None
     print(f"run-layer: W {tuple(w.shape)} x A {tuple(a.shape)}, stride {args.stride}, pad "
           f"{args.pad}, {'raw int32' if requant is None else 'requantized int8'}; "
-          f"{cfg.pes} PEs x {cfg.multipliers} multipliers under {args.sim} ...", flush=True)
+          f"{cfg.pes} PEs (one multiplier each, S = {cfg.scan_width}) under {args.sim} ...",
+          flush=True)
+    if args.fmax is not None and not args.fmax > 0:
+        raise CliError(f"--fmax {args.fmax}: must be a positive clock frequency in MHz")
     try:
         run = run_layer(w, a, cfg, args.stride, args.pad, requant, relu, sim=args.sim,
                         balance=not args.no_balance, waves=args.waves,
                         dense_weights=args.encoding == "dense",
-                        dense_acts=args.encoding in ("weight-only", "dense"))
+                        dense_acts=args.encoding in ("weight-only", "dense"),
+                        fmax_mhz=args.fmax)
     except LayerError as e:
         raise CliError(str(e)) from None
     st = run.stats
@@ -347,6 +355,10 @@ def cmd_run_layer(args: argparse.Namespace) -> int:
           f"{st['dense_macs']} dense, utilization {st['utilization']:.3f}, speedup vs dense "
           f"{st['speedup_vs_dense']:.2f}x, per-PE busy max/mean {st['busy_max_over_mean']:.3f}"
           f" ({st['wall_seconds']:.1f} s) -> {args.out}")
+    if "gops_dense_equivalent_at_fmax" in st:
+        print(f"at {st['fmax_mhz']:g} MHz: {st['gops_dense_equivalent_at_fmax']:.1f} GOP/s "
+              f"dense-equivalent (2 x {st['dense_cycles_in_image'] * cfg.engine_multipliers:,}"
+              f" in-image dense MACs per {st['cycles']:,} cycles)")
     return 0
 
 
@@ -369,7 +381,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
             return 2
     elif args.board in DEFAULT_SEED:
         seeds = [DEFAULT_SEED[args.board]]
-    print(f"synth: engine ({cfg.pes} PEs x {cfg.multipliers} multipliers, J={cfg.join_width})"
+    print(f"synth: engine ({cfg.pes} PEs, one multiplier each, S={cfg.scan_width})"
           f" for {args.board}, timed at {args.mhz:g} MHz; this takes several minutes ...",
           flush=True)
     try:
@@ -475,13 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verilog)
 
     b = sub.add_parser("bench", help="benchmarks that print measured figures")
-    b.add_argument("what", choices=["decoder", "pe", "engine", "sweep"],
+    b.add_argument("what", choices=["decoder", "pe", "engine", "target", "sweep"],
                    help="sweep: RTL double-sparse vs weight-only vs dense over (d_w, d_a), "
                         "a model grid, CSV + PNG plots + a table in docs/performance.md")
     b.add_argument("--sim", choices=("amaranth",) + SIMS, default="verilator")
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--quick", action="store_true", help="smaller tensors")
     b.add_argument("--json", help="also write the rows as JSON")
+    b.add_argument("--fmax", type=float, metavar="MHZ",
+                   help="target: a synthesis report's clock, for dense-equivalent GOP/s")
     b.add_argument("--out", help="sweep: folder for CSV and plots (default docs/sweep in "
                                  "the repository, else and with --quick ./sweep-results)")
     b.add_argument("--docs", help="sweep: Markdown page to write the table into "
@@ -532,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--waves", action="store_true")
     r.add_argument("--out", required=True, help="output .npy (K, Ho, Wo)")
     r.add_argument("--stats", help="statistics JSON")
+    r.add_argument("--fmax", type=float, metavar="MHZ",
+                   help="clock of a synthesis report: adds gops_dense_equivalent_at_fmax")
     _add_config(r)
     r.set_defaults(func=cmd_run_layer)
 

@@ -44,11 +44,11 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
     n = min(images, len(y))
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(y), size=n, replace=False))
-    mult = cfg.pes * cfg.multipliers
+    mult = cfg.engine_multipliers
     print(f"doublesparse demo: pruned int8 CNN on scikit-learn digits "
           f"({len(y)} test images), {n} of them through the RTL engine under {sim} "
           f"(test images picked with seed {seed}); config {cfg.pes} PEs x "
-          f"{cfg.multipliers} multipliers, J = {cfg.join_width}")
+          f"1 multiplier each, S = {cfg.scan_width}")
     for i, L in enumerate(LAYERS):
         w = net.qweights[i]
         print(f"  {L['name']:5} {L['C']:3d} -> {L['K']:3d}, {L['R']}x{L['S']} stride "
@@ -77,10 +77,10 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
     # layer by layer through the RTL: each layer's input is the RTL's output of the layer
     # before, so the whole network runs on the hardware; each output is checked
     batches = [list(pick[k:k + batch]) for k in range(0, n, batch)]
-    folded = [fold and not L["raw"] and L["C"] < cfg.join_width for L in LAYERS]
+    folded = [fold and not L["raw"] and L["C"] < cfg.scan_width for L in LAYERS]
     for L, f in zip(LAYERS, folded, strict=True):
         if f:
-            print(f"{L['name']} has {L['C']} input channel(s) < J = {cfg.join_width}: it runs "
+            print(f"{L['name']} has {L['C']} input channel(s) < S = {cfg.scan_width}: it runs "
                   f"as the equivalent 1x1 convolution on its im2col view "
                   f"({L['C'] * L['R'] * L['S']} channels)")
     bar = Progress(len(LAYERS) * len(batches), "RTL")
@@ -169,7 +169,7 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
              else ""))
     if json_path is not None:
         data = {"sim": sim, "seed": seed, "images": n, "batch": batch,
-                "config": {k: getattr(cfg, k) for k in ("pes", "multipliers", "join_width")},
+                "config": {k: getattr(cfg, k) for k in ("pes", "scan_width")},
                 "layers": layer_rows,
                 "total": {"cycles": tot_c / n, "dense_cycles": tot_d / n,
                           "speedup_vs_dense": tot_d / max(1, tot_c)},

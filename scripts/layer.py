@@ -11,7 +11,8 @@ from ..sim.config import Config
 from ..sim.conv import conv2d_golden, make_job, requantize
 from ..sim.engine_model import engine_cycles, engine_steps
 
-__all__ = ["LayerRun", "LayerSpec", "run_layer", "run_layers", "effectual_pairs"]
+__all__ = ["LayerRun", "LayerSpec", "run_layer", "run_layers", "effectual_pairs",
+           "in_image_macs"]
 
 
 @dataclass
@@ -43,17 +44,28 @@ def effectual_pairs(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0)
                              stride, pad).sum())
 
 
+def in_image_macs(K: int, C: int, R: int, S: int, H: int, W: int, stride: int = 1,
+                  pad: int = 0) -> int:
+    """Dense MACs of the taps that fall inside the image (taps in the zero padding are
+    not counted: the engine skips them)."""
+    taps = conv2d_golden(np.ones((1, 1, R, S), np.int64), np.ones((1, H, W), np.int64),
+                         stride, pad)
+    return int(taps.sum()) * K * C
+
+
 def run_layer(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
               requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
               sim: str = "verilator", balance: bool = True, waves: bool = False,
-              dense_weights: bool = False, dense_acts: bool = False) -> LayerRun:
-    """One layer through the RTL engine (one simulation), checked against the golden model."""
+              dense_weights: bool = False, dense_acts: bool = False,
+              fmax_mhz: float | None = None) -> LayerRun:
+    """One layer through the RTL engine (one simulation), checked against the golden model.
+    ``fmax_mhz`` (a synthesis report's figure) adds the dense-equivalent GOP/s."""
     spec = LayerSpec(w, a, stride, pad, requant, relu, balance, dense_weights, dense_acts)
-    return run_layers([spec], cfg, sim=sim, waves=waves)[0]
+    return run_layers([spec], cfg, sim=sim, waves=waves, fmax_mhz=fmax_mhz)[0]
 
 
 def run_layers(specs: list[LayerSpec], cfg: Config, sim: str = "verilator",
-               waves: bool = False) -> list[LayerRun]:
+               waves: bool = False, fmax_mhz: float | None = None) -> list[LayerRun]:
     """Several engine jobs, one after another in one simulation (the simulator model is
     built once per config and reused); each is checked against the golden model."""
     from ..tb.runner import engine_run_dict, run_engine_rtl
@@ -63,10 +75,12 @@ def run_layers(specs: list[LayerSpec], cfg: Config, sim: str = "verilator",
                      s.dense_weights, s.dense_acts) for s in specs]
     rs = run_engine_rtl(cfg, [engine_run_dict(j, cfg) for j in jobs], sim=sim, waves=waves)
     wall = (time.time() - t0) / max(1, len(specs))
-    return [_layer_run(s, j, r, cfg, sim, wall) for s, j, r in zip(specs, jobs, rs, strict=True)]
+    return [_layer_run(s, j, r, cfg, sim, wall, fmax_mhz)
+            for s, j, r in zip(specs, jobs, rs, strict=True)]
 
 
-def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float) -> LayerRun:
+def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float,
+               fmax_mhz: float | None = None) -> LayerRun:
     from ..rtl.engine import ERROR_MEANING
 
     L = job.layer
@@ -75,7 +89,7 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float) -
     acc = conv2d_golden(s.w.astype(np.int64), s.a.astype(np.int64), s.stride, s.pad)
     ref = acc.astype(np.int32) if s.requant is None else requantize(acc, *s.requant,
                                                                      relu=s.relu)
-    mult = cfg.pes * cfg.multipliers
+    mult = cfg.engine_multipliers
     dense = L.K * L.C * L.R * L.S * L.Ho * L.Wo
     stats = {"layer": {"K": L.K, "C": L.C, "R": L.R, "S": L.S, "H": L.H, "W": L.W,
                        "stride": s.stride, "pad": s.pad, "Ho": L.Ho, "Wo": L.Wo},
@@ -96,9 +110,16 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float) -
             "dense_macs": dense, "ideal_cycles": -(-r["macs"] // mult),
             "dense_cycles": -(-dense // mult), "utilization": r["macs"] / (mult * cycles),
             "speedup_vs_dense": (-(-dense // mult)) / cycles,
+            "dense_cycles_in_image": -(-in_image_macs(L.K, L.C, L.R, L.S, L.H, L.W, s.stride,
+                                                       s.pad) // mult),
             "per_pe_busy": r["pe_busy"], "per_pe_macs": r["pe_macs"],
             "busy_max_over_mean": max(r["pe_busy"]) / max(1e-9, float(np.mean(r["pe_busy"]))),
             "macs_max_over_mean": max(r["pe_macs"]) / max(1e-9, float(np.mean(r["pe_macs"]))),
             "predicted_cycles": predicted, "model_error": predicted / cycles - 1,
             "match": bool(np.array_equal(y, ref)), "wall_seconds": wall})
+        if fmax_mhz is not None:
+            stats["fmax_mhz"] = fmax_mhz
+            stats["gops_dense_equivalent_at_fmax"] = (
+                2 * in_image_macs(L.K, L.C, L.R, L.S, L.H, L.W, s.stride, s.pad)
+                * fmax_mhz * 1e6 / cycles / 1e9)
     return LayerRun(y, ref, stats, r["error"])

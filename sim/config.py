@@ -11,7 +11,18 @@ import dataclasses
 import json
 from dataclasses import dataclass, fields
 
-__all__ = ["Config", "ConfigError"]
+__all__ = ["Config", "ConfigError", "PRESETS"]
+
+#: Named configurations (``--config NAME``, or ``NAME,field=value,...``). The built-in
+#: default stays small so that tests and the demo simulate fast; a board preset fills its
+#: device.
+PRESETS: dict[str, dict[str, int]] = {
+    # the ULX3S-85F's ECP5: 32 PEs (32 of its 156 multipliers), memories sized to its
+    # 208 block RAMs (a 64-channel activation chunk is 16 of them wide)
+    "ulx3s": {"pes": 32, "scan_width": 64, "queue_depth": 2, "act_mem_chunks": 512,
+              "wgt_mem_chunks": 512, "wval_mem_words": 2048, "out_mem_words": 16384,
+              "max_filters": 256},
+}
 
 
 class ConfigError(ValueError):
@@ -42,10 +53,14 @@ class Config:
         Width of weights and activations. Only 8 (int8) is supported.
     acc_width:
         Width of the PE accumulators (int32 by default).
+    scan_width:
+        ``S``, channels of the convolution engine's chunks: a PE of the engine joins one
+        S-channel pair a cycle and retires one match a cycle (``docs/architecture.md``).
+        16, 32 or 64.
     pes:
-        ``P``, processing elements in the array.
+        ``P``, processing elements of the convolution engine, one multiplier each.
     multipliers:
-        ``M``, multipliers per PE: 1, 2 or 4.
+        ``M``, multipliers of the standalone dot-product PE (``rtl/pe/``): 1, 2 or 4.
     queue_depth:
         Depth of the per-PE input queues that decouple the PEs.
     max_channels:
@@ -55,9 +70,10 @@ class Config:
         Largest number of positions (product of the other axes) in one image. 1..2**24.
     max_filters:
         Most output channels (K) of a layer the engine takes. 1..4096.
-    act_mem_chunks, wgt_mem_chunks, out_mem_words:
+    act_mem_chunks, wgt_mem_chunks, wval_mem_words, out_mem_words:
         Depths of the engine's on-chip memories: activation chunks (shared), weight chunks
-        (per PE), output words.
+        (per PE: a mask and where its values start), weight values (per PE, the nonzero
+        weights packed), output words.
     max_reduction:
         Longest accumulation (channels of one dot product, C x R x S for a convolution) the
         PE accepts. ``acc_width`` must hold ``max_reduction`` products of -128 x -128, so a
@@ -70,7 +86,8 @@ class Config:
     nm_m: int = 4
     data_width: int = 8
     acc_width: int = 32
-    pes: int = 4
+    scan_width: int = 64
+    pes: int = 8
     multipliers: int = 2
     queue_depth: int = 8
     max_channels: int = 4096
@@ -79,6 +96,7 @@ class Config:
     max_filters: int = 256
     act_mem_chunks: int = 4096
     wgt_mem_chunks: int = 1024
+    wval_mem_words: int = 8192
     out_mem_words: int = 16384
 
     def __post_init__(self) -> None:
@@ -104,6 +122,7 @@ class Config:
         need("data_width", self.data_width == 8, "only int8 data (8) is supported")
         need("acc_width", 17 <= self.acc_width <= 48,
              "must be 17..48 (the requantizer splits the accumulator at bit 16)")
+        need("scan_width", self.scan_width in (16, 32, 64), "must be 16, 32 or 64")
         need("pes", 1 <= self.pes <= 64, "must be 1..64")
         need("multipliers", self.multipliers in (1, 2, 4), "must be 1, 2 or 4")
         need("multipliers", self.join_width >= 8 * self.multipliers,
@@ -112,7 +131,7 @@ class Config:
              f"from dominating while pairs are at least 1 in 8 channels")
         need("max_reduction", 1 <= self.max_reduction <= 1 << 24, "must be 1..2**24")
         need("max_filters", 1 <= self.max_filters <= 4096, "must be 1..4096")
-        for name in ("act_mem_chunks", "wgt_mem_chunks", "out_mem_words"):
+        for name in ("act_mem_chunks", "wgt_mem_chunks", "wval_mem_words", "out_mem_words"):
             need(name, 16 <= getattr(self, name) <= 1 << 20, "must be 16..2**20")
         need("acc_width", self.acc_width >= self.acc_bits_needed,
              f"cannot hold {self.max_reduction} products of -128 x -128 "
@@ -131,6 +150,11 @@ class Config:
              f"PE_BUSY / PE_MACS registers")
 
     # -- derived quantities (never stored, so they cannot disagree) ---------------------
+    @property
+    def engine_multipliers(self) -> int:
+        """Multipliers of the convolution engine: one per PE."""
+        return self.pes
+
     @property
     def acc_bits_needed(self) -> int:
         """Signed bits that hold any sum of ``max_reduction`` int8 x int8 products."""
@@ -182,17 +206,23 @@ class Config:
 
     @classmethod
     def parse(cls, text: str | None) -> Config:
-        """Build a config from ``None`` (default), a JSON file path, a JSON object, or
-        comma-separated ``field=value`` pairs (e.g. ``join_width=8,multipliers=4``)."""
+        """Build a config from ``None`` (default), a preset name (:data:`PRESETS`), a JSON
+        file path, a JSON object, or comma-separated ``field=value`` pairs (e.g.
+        ``join_width=8,multipliers=4``), which may follow a preset name
+        (``ulx3s,queue_depth=4``)."""
         if not text:
             return cls()
         text = text.strip()
         if text.startswith("{"):
             return cls.from_dict(json.loads(text))
-        if "=" not in text:
+        head, _, rest = text.partition(",")
+        d: dict[str, object] = {}
+        if head in PRESETS:
+            d.update(PRESETS[head])
+            text = rest
+        elif "=" not in text:
             with open(text) as f:
                 return cls.from_dict(json.load(f))
-        d: dict[str, object] = {}
         for item in text.split(","):
             if not item.strip():
                 continue

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..rtl.chunk import pack_chunk
+from ..rtl.chunk import pack_chunk, pack_lanes
+from ..rtl.engine.layouts import pack_wgt_entry
 from .config import Config
-from .formats import to_chunks
 
 __all__ = ["Layer", "conv2d_golden", "im2col", "fold_kernel", "requantize", "schedule", "Job",
            "make_job", "out_shape", "LayerError"]
@@ -135,20 +135,36 @@ def schedule(w: np.ndarray, pes: int, balance: bool = True) -> list[list[int]]:
     return slots
 
 
-def _chunk_words(x: np.ndarray, J: int, dense: bool) -> list[int]:
-    """Chunk words of ``x`` (C, positions...) along C. ``dense`` sets every mask bit of the
-    C channels and stores zeros as values too: the engine then multiplies every weight by
-    every activation (the dense and one-sided baselines run on the same hardware)."""
-    x = x.astype(np.int8).reshape(x.shape[0], -1)
-    if not dense:
-        return [pack_chunk(c.mask, c.values, J) for c in to_chunks(x, J)]
-    C = x.shape[0]
+def _act_words(a: np.ndarray, S: int, dense: bool) -> list[int]:
+    """Activation lane chunks of ``a`` (C, H, W): pixel-major, ``ceil(C / S)`` chunks a
+    pixel (``rtl/chunk.py:pack_lanes``). ``dense`` sets the mask bit of every one of the C
+    channels, zeros included: the engine then multiplies every activation (the dense and
+    weight-only baselines run on the same hardware)."""
+    C = a.shape[0]
+    x = a.astype(np.int8).reshape(C, -1)
     words = []
     for pos in range(x.shape[1]):
-        for base in range(0, C, J):
-            seg = x[base:base + J, pos]
-            words.append(pack_chunk((1 << len(seg)) - 1, tuple(int(v) for v in seg), J))
+        for base in range(0, C, S):
+            seg = [int(v) for v in x[base:base + S, pos]]
+            words.append(pack_chunk((1 << len(seg)) - 1, seg, S) if dense
+                         else pack_lanes(seg, S))
     return words
+
+
+def _weight_chunks(wk: np.ndarray, S: int, dense: bool) -> list[tuple[int, list[int]]]:
+    """(mask, nonzero values in channel order) of every weight chunk of one filter
+    ``wk`` (C, R, S): tap-major, ``ceil(C / S)`` chunks a tap. ``dense`` keeps every one
+    of the C channels, zeros included."""
+    C = wk.shape[0]
+    taps = wk.reshape(C, -1).astype(np.int64)
+    out = []
+    for t in range(taps.shape[1]):
+        for base in range(0, C, S):
+            seg = taps[base:base + S, t]
+            keep = np.ones(len(seg), bool) if dense else seg != 0
+            mask = sum(1 << i for i in np.nonzero(keep)[0].tolist())
+            out.append((mask, [int(v) for v in seg[keep]]))
+    return out
 
 
 @dataclass
@@ -160,7 +176,8 @@ class Job:
     F: int
     nch: int
     act: list[int] = field(default_factory=list)          # one int per activation chunk
-    wgt: list[list[int]] = field(default_factory=list)    # per PE, one int per chunk
+    wgt: list[list[int]] = field(default_factory=list)    # per PE, one int per weight chunk
+    wval: list[list[int]] = field(default_factory=list)   # per PE, its weight values
     kmap: list[list[int]] = field(default_factory=list)   # per PE, per slot: k or -1
     mult: list[int] = field(default_factory=list)
     shift: list[int] = field(default_factory=list)
@@ -196,8 +213,8 @@ def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: in
         raise LayerError(f"weights have C = {C} channels, activations {a.shape[0]}")
     layer = Layer(K, C, R, S, a.shape[1], a.shape[2], stride, pad)
     layer.check()
-    J, P = cfg.join_width, cfg.pes
-    nch = -(-C // J)
+    SW, P = cfg.scan_width, cfg.pes
+    nch = -(-C // SW)
     F = -(-K // P)
     need = {"act_mem_chunks": layer.H * layer.W * nch, "wgt_mem_chunks": F * R * S * nch,
             "out_mem_words": K * layer.Ho * layer.Wo, "max_filters": K,
@@ -207,16 +224,24 @@ def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: in
             raise LayerError(f"layer needs {name} >= {v}; config has {getattr(cfg, name)}")
     slots = schedule(w, P, balance)
     job = Job(layer, slots, F, nch, raw=requant is None, relu=relu)
-    job.act = _chunk_words(a, J, dense_acts)
-    empty = [0] * (R * S * nch)
+    job.act = _act_words(a, SW, dense_acts)
     for p in range(P):
-        words: list[int] = []
+        entries: list[int] = []
+        values: list[int] = []
         for j in range(F):
             if j < len(slots[p]):
-                words += _chunk_words(w[slots[p][j]].reshape(C, R * S), J, dense_weights)
+                chunks = _weight_chunks(w[slots[p][j]], SW, dense_weights)
             else:
-                words += empty
-        job.wgt.append(words)
+                chunks = [(0, [])] * (R * S * nch)
+            for mask, vals in chunks:
+                entries.append((mask, len(values)))
+                values += vals
+        if len(values) > cfg.wval_mem_words:
+            raise LayerError(f"layer needs wval_mem_words >= {len(values)} (PE {p}'s "
+                             f"weight values); config has {cfg.wval_mem_words}")
+        job.wgt.append([pack_wgt_entry(mk, min(b, cfg.wval_mem_words - 1), cfg)
+                        for mk, b in entries])
+        job.wval.append(values)
         job.kmap.append([slots[p][j] if j < len(slots[p]) else -1 for j in range(F)])
     if requant is not None:
         mult, shift = (np.asarray(v).reshape(-1) for v in requant)

@@ -1,19 +1,20 @@
 """Performance model of the convolution engine (``rtl/engine/``).
 
-The engine's sequencer broadcasts one activation chunk per cycle into every PE's queue; a
-PE retires the effectual pairs of its chunks at ``M`` per cycle (its window tops up across
-chunk boundaries, so work behaves like a fluid) but cannot finish a chunk before it has
-arrived; the broadcast stalls while any PE's queue is full. With ``b[n]`` the cycle chunk
-step n is broadcast and ``d[p][n]`` the cycle PE p has finished it::
+The engine's sequencer broadcasts one activation chunk per cycle into every PE's queue;
+a PE's feeder joins it with the PE's weight chunk and drops the pair if it has no match
+and does not end an accumulation; the PE takes one match a cycle, so a kept pair with n
+matches costs ``max(n, 1)`` cycles, and cannot finish a step before it has arrived; the
+broadcast stalls while any PE's queue is full. With ``b[n]`` the cycle chunk step n is
+broadcast and ``d[p][n]`` the cycle PE p has finished it::
 
-    b[n]    = max(b[n-1] + 1, max_p d[p][n - Q])      Q: chunks a PE can hold
-    d[p][n] = max(d[p][n-1] + max(pairs[p][n] / M, 1/2), b[n] + ARRIVE), rounded up to
-              a whole cycle at the last chunk of an accumulation
+    b[n]    = max(b[n-1] + 1, max_p d[p][n - Q])      Q: steps a PE can hold
+    d[p][n] = max(d[p][n-1] + cost[p][n], b[n] + ARRIVE)
+    cost    = matches, or 1 for a kept pair without a match, or 0 for a dropped pair
 
 and the layer takes ``max_p d[p][N-1]`` plus the fixed latencies of the sequencer, the
-PE pipeline and the output stage. ``Q`` counts the engine queue, the feeder register and
-the PE's stage registers and its own pair queue. Results are collected one a cycle; a PE
-stalls while its ``OUT_SLOTS`` result slots all wait.
+PE pipeline and the output stage. ``Q`` counts the engine queue, the feeder's stages and
+the PE's pair queue. Results are collected one a cycle; a PE stalls while its
+``OUT_SLOTS`` result slots all wait.
 """
 
 from __future__ import annotations
@@ -30,27 +31,19 @@ __all__ = ["engine_steps", "engine_cycles", "ENGINE_LATENCY"]
 # the model counts it (the select-to-output cycles are in ENGINE_LATENCY)
 PE_TO_OUT = 0
 
-_POP16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.int32)
-
-
 def _popcount(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.int64)
-    out = np.zeros(x.shape, np.int32)
-    while x.any():
-        out += _POP16[x & 0xFFFF]
-        x >>= 16
-    return out
+    return np.bitwise_count(x.astype(np.uint64)).astype(np.int32)
 
 
 def engine_steps(job: Job, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """Effectual pairs of every chunk step, per PE (int array (P, N) in sequencer order),
     and whether each step ends an accumulation (bool array (N,))."""
     L = job.layer
-    J, nch, F = cfg.join_width, job.nch, job.F
+    J, nch, F = cfg.scan_width, job.nch, job.F
     mask = (1 << J) - 1
     am = np.array(job.act, dtype=object)
-    am = np.array([int(v) & mask for v in am], np.int64).reshape(L.H, L.W, nch)
-    wm = np.array([[int(v) & mask for v in ws] for ws in job.wgt], np.int64).reshape(
+    am = np.array([int(v) & mask for v in am], np.uint64).reshape(L.H, L.W, nch)
+    wm = np.array([[int(v) & mask for v in ws] for ws in job.wgt], np.uint64).reshape(
         cfg.pes, F, L.R, L.S, nch)
     blocks = []
     lasts = []
@@ -73,11 +66,9 @@ def engine_cycles(job: Job, cfg: Config,
     """Predicted cycles from ``start`` to ``done`` (the CYCLES register)."""
     pairs, lasts = engine_steps(job, cfg) if steps is None else steps
     P, N = pairs.shape
-    M = cfg.multipliers
     Q = queue_chunks(cfg)
-    # a chunk costs at least half a cycle (the window retires two a cycle at most), and an
-    # accumulation ends on a whole cycle (the window never looks past its last chunk)
-    work = np.maximum(pairs / M, 0.5).tolist()
+    cost = np.where(pairs > 0, pairs, lasts[None, :].astype(pairs.dtype))
+    work = cost.astype(float).tolist()
     last = lasts.tolist()
     b_prev = -1.0
     d_prev = [0.0] * P

@@ -15,9 +15,10 @@ import os
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
-from doublesparse.rtl.chunk import split_words
+from doublesparse.rtl.chunk import words_of
 from doublesparse.rtl.engine import DESC, READ_LATENCY, REG, REGION
-from doublesparse.rtl.engine.regmap import REGION_SHIFT, chunk_address
+from doublesparse.rtl.engine.regmap import REGION_SHIFT, chunk_address, entry_words
+from doublesparse.sim.config import Config
 from doublesparse.tb.cocotb_util import start_and_reset
 
 NAMES = {"C": "C", "H": "H", "W": "W", "K": "K", "R": "R", "S": "S", "STRIDE": "stride",
@@ -74,20 +75,23 @@ class Host:
 async def engine_job(dut):
     with open(os.environ["DS_JOB"]) as f:
         job = json.load(f)
-    cfg = job["cfg"]
-    J = cfg["join_width"]
+    cfg = Config.from_dict(job["cfg"])
+    n_act, n_wgt = entry_words("ACT", cfg), entry_words("WGT", cfg)
     await start_and_reset(dut, list((dut.host__we, dut.host__re, dut.host__addr, dut.host__wdata)))
     host = Host(dut)
     out = {"runs": []}
     for run in job["runs"]:
         if run.get("load", True):
             for e, word in enumerate(run["act"] if run.get("load_act", True) else []):
-                for w, v in enumerate(split_words(word, J)):
-                    await host.write(chunk_address("ACT", e, w, J), v)
+                for w, v in enumerate(words_of(word, 32 * n_act)):
+                    await host.write(chunk_address("ACT", e, w, cfg), v)
             for p, words in enumerate(run["wgt"]):
                 for e, word in enumerate(words):
-                    for w, v in enumerate(split_words(word, J)):
-                        await host.write(chunk_address("WGT", e, w, J, pe=p), v)
+                    for w, v in enumerate(words_of(word, 32 * n_wgt)):
+                        await host.write(chunk_address("WGT", e, w, cfg, pe=p), v)
+            for p, values in enumerate(run["wval"]):
+                for i, v in enumerate(values):
+                    await host.write(((REGION["WVAL"] + p) << REGION_SHIFT) | i, v & 0xFF)
             fm = run["fmax_slots"]
             for p, ks in enumerate(run["kmap"]):
                 for jj, k in enumerate(ks):
@@ -117,7 +121,7 @@ async def engine_job(dut):
         if not res["hung"]:
             res["cycles"] = await host.read(REG["CYCLES"])
             res["macs"] = await host.read(REG["MACS"])
-            P = len(run["wgt"]) or cfg["pes"]
+            P = len(run["wgt"]) or cfg.pes
             res["pe_busy"] = [await host.read(REG["PE_BUSY"] + p) for p in range(P)]
             res["pe_macs"] = [await host.read(REG["PE_MACS"] + p) for p in range(P)]
             n = run["n_out"] if res["error"] == 0 else 0

@@ -1,9 +1,9 @@
 """cocotb on the engine's emitted Verilog under every simulator in ``DS_SIMS``: small layers
-covering densities 0..1, stride and padding, K not a multiple of P, C not a multiple of J,
-1x1 convolutions, a fully-connected layer (1x1 conv on a 1x1 image), an all-zero and a
-dense layer, requantization with and without ReLU (clamped both ways); bad descriptors end
-in an error code without a hang and the next job is still correct; the performance model is
-checked against the RTL."""
+covering densities 0..1, stride and padding, K not a multiple of P, C not a multiple of
+the scan width, C above it (two chunks a tap), 1x1 convolutions, a fully-connected layer
+(1x1 conv on a 1x1 image), an all-zero and a dense layer, requantization with and
+without ReLU (clamped both ways); bad descriptors end in an error code without a hang and
+the next job is still correct; the performance model is checked against the RTL."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ CASES = [
     ("all_zero_weights", 4, 16, 3, 3, 4, 4, 1, 1, 0.0, 0.5, None),
     ("dense", 4, 16, 3, 3, 4, 4, 1, 1, 1.0, 1.0, None),
     ("sparse_acts", 7, 24, 3, 3, 5, 5, 1, 1, 1.0, 0.05, "relu"),
+    ("c_over_S", 3, 70, 3, 3, 4, 4, 1, 1, 0.3, 0.5, None),
 ]
 
 

@@ -11,7 +11,7 @@ from amaranth import Module, signed
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from doublesparse.rtl.chunk import chunk_word_layout, pack_chunk, unpack_chunk
+from doublesparse.rtl.chunk import chunk_word_layout, pack_chunk, pack_lanes
 from doublesparse.rtl.engine.address import AddressPipeline
 from doublesparse.rtl.engine.broadcast import Broadcast
 from doublesparse.rtl.engine.check import CHECK_LATENCY, DescriptorCheck
@@ -24,14 +24,15 @@ from doublesparse.rtl.engine.layouts import (
     entry_layout,
     fmax_slots,
     kmap_bits,
+    pack_wgt_entry,
+    wgt_entry_layout,
 )
 from doublesparse.rtl.engine.requant import REQUANT_STAGES, Requantizer
 from doublesparse.rtl.engine.sequencer import Sequencer
 from doublesparse.rtl.mem import RAM, BankedMemory
-from doublesparse.rtl.pe import result_layout
+from doublesparse.rtl.spe import pair_layout, result_layout
 from doublesparse.sim.config import Config
 from doublesparse.sim.conv import requantize
-from doublesparse.sim.formats import to_chunks
 from doublesparse.tb.streams import Sink, Source, pack, seed_for, unpack
 
 CFG = Config(act_mem_chunks=64, wgt_mem_chunks=32, out_mem_words=256, max_filters=16,
@@ -50,7 +51,7 @@ async def _fill(ctx, port, values) -> None:
     """Write ``values`` into a memory through its write port, from address 0."""
     for a, v in enumerate(values):
         ctx.set(port.addr, a)
-        ctx.set(port.data, v)
+        ctx.set(port.data.as_value() if hasattr(port.data, "as_value") else port.data, v)
         ctx.set(port.en, 1)
         await ctx.tick()
     ctx.set(port.en, 0)
@@ -158,7 +159,7 @@ def test_address_pipeline(p_valid, p_ready) -> None:
     cfg = CFG
     H, W, R, S, stride, pad, nch, F = 4, 3, 3, 3, 1, 1, 2, 2
     dut = AddressPipeline(cfg)
-    mem = BankedMemory(9 * cfg.join_width, cfg.act_mem_chunks, bank_depth=16, stages=2)
+    mem = BankedMemory(9 * cfg.scan_width, cfg.act_mem_chunks, bank_depth=16, stages=2)
     top = _bench(dut, {"mem": mem}, {"mem": "act_rd"})
     act = [int(x) for x in rng.integers(0, 1 << 62, cfg.act_mem_chunks)]
     steps = ref_steps(H, W, R, S, stride, pad, nch, F)
@@ -220,50 +221,58 @@ def test_broadcast_every_queue_sees_every_entry(p_valid, p_ready) -> None:
 
 # ---------------------------------------------------------------- feeder
 @pytest.mark.parametrize("p_valid,p_ready", GAPS)
-def test_feeder_pairs(p_valid, p_ready) -> None:
+def test_feeder_prejoin(p_valid, p_ready) -> None:
+    """Entries (a lane chunk, a weight address, last) against a weight memory of (mask,
+    base) entries: the pairs out are exactly the entries with a match or ``last``, in
+    order, with the AND of the masks, its count, the lanes, the weight mask and base."""
     rng = _rng(f"feed{p_valid}{p_ready}")
     cfg = CFG
-    J = cfg.join_width
+    S = cfg.scan_width
     dut = Feeder(cfg)
-    mem = RAM(9 * J, cfg.wgt_mem_chunks)
+    mem = RAM(wgt_entry_layout(cfg), cfg.wgt_mem_chunks)
     top = _bench(dut, {"mem": mem}, {"mem": "wgt_rd"})
-    wgt = [pack_chunk(int(rng.integers(0, 1 << J)), [int(v) for v in rng.integers(-128, 128, J)],
-                      J) for _ in range(cfg.wgt_mem_chunks)]
-    lay = entry_layout(cfg)
-    entries = [(pack_chunk(int(rng.integers(0, 1 << J)),
-                           [int(v) for v in rng.integers(-128, 128, J)], J),
-                int(rng.integers(0, cfg.wgt_mem_chunks)), int(rng.random() < 0.3))
-               for _ in range(200)]
-    items = [pack(lay, a=a, waddr=wa, last=la) for a, wa, la in entries]
+
+    def rand_mask(d):
+        return sum(1 << i for i in range(S) if rng.random() < d)
+
+    wgt = [(rand_mask(float(rng.choice([0.02, 0.1, 0.5]))),
+            int(rng.integers(0, cfg.wval_mem_words))) for _ in range(cfg.wgt_mem_chunks)]
+    lay, play = entry_layout(cfg), pair_layout(cfg)
+    entries = []
+    for _ in range(300):
+        lanes = [int(v) if rng.random() < float(rng.choice([0.02, 0.2, 0.9])) else 0
+                 for v in rng.integers(-128, 128, S)]
+        entries.append((lanes, int(rng.integers(0, cfg.wgt_mem_chunks)),
+                        int(rng.random() < 0.2)))
+    items = [pack(lay, a=pack_lanes(ln, S), waddr=wa, last=la) for ln, wa, la in entries]
+    want = []
+    for ln, wa, la in entries:
+        amask = sum(1 << i for i, v in enumerate(ln) if v)
+        andm = amask & wgt[wa][0]
+        if andm or la:
+            want.append(pack(play, lanes=sum((v & 0xFF) << (8 * i) for i, v in enumerate(ln)),
+                             wmask=wgt[wa][0], base=wgt[wa][1], andm=andm,
+                             cnt=bin(andm).count("1"), last=la))
 
     async def bench(ctx):
-        await _fill(ctx, mem.w, wgt)
+        await _fill(ctx, mem.w, [pack_wgt_entry(mk, b, cfg) for mk, b in wgt])
         await ctx.tick()
         src = Source(dut.i, items, rng, p_valid)
-        got = []
+        sink = Sink(dut.o, rng, p_ready, "pairs")
+        dropped = 0
         for t in range(40 * len(items)):
-            ready = int(rng.random() < p_ready)
-            src.drive(ctx)
-            ctx.set(dut.w.ready, ready)
-            ctx.set(dut.a.ready, ready)
-            src.observe(ctx)
-            vw, va = ctx.get(dut.w.valid), ctx.get(dut.a.valid)
-            assert vw == va, f"cycle {t}: w.valid {vw}, a.valid {va}"
-            if vw and ready:
-                got.append((ctx.get(dut.w.payload.as_value()), ctx.get(dut.a.payload.as_value())))
+            _cycle(ctx, [src], [sink], t)
+            dropped += ctx.get(dut.dropped)
             await ctx.tick()
-            if len(got) == len(entries):
+            if len(sink.got) == len(want) and src.done:
                 break
-        def with_last(word, last):
-            mask, lanes, _, _ = unpack_chunk(word, J)
-            return pack_chunk(mask, lanes, J, last=bool(last))
-
-        for i, ((gw, ga), (a, wa, la)) in enumerate(zip(got, entries, strict=False)):
-            want_w, want_a = with_last(wgt[wa], la), with_last(a, la)
-            assert (gw, ga) == (want_w, want_a), (
-                f"pair {i}: RTL w {unpack_chunk(gw, J)} a {unpack_chunk(ga, J)}, reference "
-                f"w {unpack_chunk(want_w, J)} (address {wa}) a {unpack_chunk(want_a, J)}")
-        assert len(got) == len(entries), f"{len(got)} pairs of {len(entries)}"
+        for _ in range(10):
+            dropped += ctx.get(dut.dropped)
+            await ctx.tick()
+        for i, (g, w) in enumerate(zip(sink.got, want, strict=False)):
+            assert g == w, f"pair {i}: RTL {unpack(play, g)}, reference {unpack(play, w)}"
+        assert len(sink.got) == len(want), f"{len(sink.got)} pairs of {len(want)}"
+        assert dropped == len(entries) - len(want), f"dropped {dropped}"
 
     _run(top, bench)
 
@@ -287,7 +296,7 @@ def test_collector_slots_and_pixels(p_valid) -> None:
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
-        srcs = [Source(dut.i[p], [pack(rl, value=v, err=0) for v in vals[p]], rng, p_valid)
+        srcs = [Source(dut.i[p], [pack(rl, value=v) for v in vals[p]], rng, p_valid)
                 for p in range(cfg.pes)]
         sink = Sink(dut.o, rng, 1.0, "collected")
         for t in range(200 * F * npix):
@@ -368,7 +377,7 @@ def test_requantizer(mode) -> None:
 def test_reencoder_chunks(K, Ho, Wo, room) -> None:
     rng = _rng(f"enc{K}{Ho}{Wo}")
     cfg = CFG.replace(act_mem_chunks=max(16, room))
-    J = cfg.join_width
+    J = cfg.scan_width
     dut = ReEncoder(cfg)
     out = BankedMemory(32, cfg.out_mem_words, bank_depth=64, stages=2)
     top = Module()
@@ -378,7 +387,10 @@ def test_reencoder_chunks(K, Ho, Wo, room) -> None:
                    dut.out_rd.data.eq(out.r.data)]
     y = rng.integers(-128, 128, (K, Ho, Wo)) * (rng.random((K, Ho, Wo)) < 0.4)
     y = y.astype(np.int8)
-    want = [pack_chunk(c.mask, c.values, J) for c in to_chunks(y.reshape(K, -1), J)]
+    yp = np.zeros((-(-K // J) * J, Ho * Wo), np.int64)
+    yp[:K] = y.reshape(K, -1)
+    want = [pack_lanes([int(v) for v in yp[c0:c0 + J, pix]], J)
+            for pix in range(Ho * Wo) for c0 in range(0, K, J)]
     fits = len(want) <= cfg.act_mem_chunks
 
     async def bench(ctx):
@@ -413,7 +425,7 @@ def test_reencoder_chunks(K, Ho, Wo, room) -> None:
 def ref_check(cfg, d):
     """(bad_shape, bad_desc, too_big) of descriptor ``d`` (a dict of ints), written
     independently of the RTL from docs/engine.md."""
-    J, P = cfg.join_width, cfg.pes
+    J, P = cfg.scan_width, cfg.pes
     C, H, W, K, R, S = (d[n] for n in "chw krs".replace(" ", ""))
     st, pad = d["stride"], d["pad"]
     shape = (0 in (C, H, W, K, R, S) or R > 7 or S > 7 or st not in (1, 2) or pad >= R
@@ -430,7 +442,7 @@ def ref_check(cfg, d):
 
 
 def _random_desc(rng, cfg):
-    J, P = cfg.join_width, cfg.pes
+    J, P = cfg.scan_width, cfg.pes
     C, H, W, K = (int(rng.integers(1, n)) for n in (80, 12, 12, 40))
     R, S = int(rng.integers(1, 8)), int(rng.integers(1, 8))
     st, pad = int(rng.integers(1, 3)), int(rng.integers(0, min(R, S)))
@@ -579,13 +591,22 @@ def test_host_port_writes_and_reads() -> None:
     memory write port shows exactly the writes a Python model of the map expects, one
     cycle after the bus write (none while busy), and every read returns its register's
     value ``READ_LATENCY`` cycles after ``re``."""
-    from doublesparse.rtl.chunk import host_words, split_words
+    from doublesparse.rtl.chunk import words_of
     from doublesparse.rtl.engine.host import READ_LATENCY, HostPort
-    from doublesparse.rtl.engine.regmap import DESC, REG, REGION, REGION_SHIFT, chunk_address
+    from doublesparse.rtl.engine.regmap import (
+        DESC,
+        REG,
+        REGION,
+        REGION_SHIFT,
+        chunk_address,
+        chunk_word_bits,
+        entry_words,
+    )
 
     rng = _rng("host")
     cfg = CFG.replace(pes=3)
-    J, P, NW = cfg.join_width, cfg.pes, host_words(cfg.join_width)
+    J, P = cfg.scan_width, cfg.pes
+    NW, NWW, WB = entry_words("ACT", cfg), entry_words("WGT", cfg), chunk_word_bits(cfg)
     dut = HostPort(cfg)
     status = {"done": 1, "error": 3, "cycles": 123456}
     pe_busy = [int(x) for x in rng.integers(0, 1 << 32, P)]
@@ -600,13 +621,15 @@ def test_host_port_writes_and_reads() -> None:
         elif kind == 1:                    # a whole chunk, words in order
             region, pe = ("ACT", 0) if rng.random() < 0.5 else ("WGT", int(rng.integers(0, P)))
             e = int(rng.integers(0, 16))
-            word = pack_chunk(int(rng.integers(0, 1 << J)),
+            word = pack_chunk(sum(1 << i for i in range(J) if rng.random() < 0.5),
                               [int(v) for v in rng.integers(-128, 128, J)], J)
-            ops += [("w", chunk_address(region, e, w, J, pe=pe), v)
-                    for w, v in enumerate(split_words(word, J))]
+            n = entry_words(region, cfg)
+            ops += [("w", chunk_address(region, e, w, cfg, pe=pe), v)
+                    for w, v in enumerate(words_of(word, 32 * n))]
         elif kind == 2:
-            region = str(rng.choice(["KMAP", "MULT", "SHIFT"]))
-            ops.append(("w", REGION[region] << REGION_SHIFT | int(rng.integers(0, 16)),
+            region = str(rng.choice(["KMAP", "MULT", "SHIFT", "WVAL"]))
+            base = REGION[region] + (int(rng.integers(0, P)) if region == "WVAL" else 0)
+            ops.append(("w", base << REGION_SHIFT | int(rng.integers(0, 16)),
                         int(rng.integers(0, 1 << 32))))
         elif kind == 3:
             ops.append(("w", REG["CTRL"], int(rng.integers(0, 4))))
@@ -647,7 +670,8 @@ def test_host_port_writes_and_reads() -> None:
                     assert ctx.get(dut.out_rd.addr) == op[1] & 0xFF, "OUT address not passed"
             # the bus write of the previous cycle takes effect now (busy of this cycle)
             exp = {"act": None, "kmap": None, "mult": None, "shift": None, "start": 0,
-                   "encode": 0, **{f"wgt{p}": None for p in range(P)}}
+                   "encode": 0, **{f"wgt{p}": None for p in range(P)},
+                   **{f"wval{p}": None for p in range(P)}}
             if last_op is not None and last_op[0] == "w":
                 _, a, v = last_op
                 region, off = a >> REGION_SHIFT, a & ((1 << REGION_SHIFT) - 1)
@@ -660,26 +684,31 @@ def test_host_port_writes_and_reads() -> None:
                 elif not busy_now:
                     # any memory write passes the chunk staging register: its word slot
                     # (if it names one) is replaced
-                    w = off & 7
+                    w = off & ((1 << WB) - 1)
                     chunk = staging[:]
                     if w < NW:
                         chunk[w] = v
                     staging = chunk
                     names = {REGION["KMAP"]: "kmap", REGION["MULT"]: "mult",
                              REGION["SHIFT"]: "shift"}
+                    word = sum(x << (32 * i) for i, x in enumerate(chunk))
                     if region in names:
                         width = {"kmap": kmap_bits(cfg), "mult": 16, "shift": 6}[names[region]]
                         exp[names[region]] = (off & 0xF, v & ((1 << width) - 1))
-                    elif w == NW - 1:
-                        word = sum(x << (32 * i) for i, x in enumerate(chunk))
-                        word &= (1 << len(dut.act_wr.data)) - 1
-                        key = "act" if region == REGION["ACT"] else f"wgt{region - 16}"
-                        exp[key] = (off >> 3, word)
+                    elif region >= REGION["WVAL"]:
+                        exp[f"wval{region - REGION['WVAL']}"] = (off, v & 0xFF)
+                    elif region == REGION["ACT"] and w == NW - 1:
+                        exp["act"] = (off >> WB, word & ((1 << len(dut.act_wr.data)) - 1))
+                    elif region >= REGION["WGT"] and w == NWW - 1:
+                        exp[f"wgt{region - REGION['WGT']}"] = (
+                            off >> WB, word & ((1 << wgt_entry_layout(cfg).size) - 1))
             ports = {"act": dut.act_wr, "kmap": dut.kmap_wr, "mult": dut.mult_wr,
-                     "shift": dut.shift_wr, **{f"wgt{p}": dut.wgt_wr[p] for p in range(P)}}
+                     "shift": dut.shift_wr, **{f"wgt{p}": dut.wgt_wr[p] for p in range(P)},
+                     **{f"wval{p}": dut.wval_wr[p] for p in range(P)}}
             for key, port in ports.items():
                 en = ctx.get(port.en)
-                got = (ctx.get(port.addr), ctx.get(port.data) & ((1 << len(port.data)) - 1)) \
+                data = port.data.as_value() if hasattr(port.data, "as_value") else port.data
+                got = (ctx.get(port.addr), ctx.get(data) & ((1 << len(data)) - 1)) \
                     if en else None
                 if got is not None and exp[key] is not None:
                     exp[key] = (exp[key][0] & ((1 << len(port.addr)) - 1), exp[key][1])

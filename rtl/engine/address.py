@@ -62,7 +62,7 @@ class AddressPipeline(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(STEP_LAYOUT)),
             "o": Out(stream.Signature(entry_layout(cfg))),
-            "act_rd": Out(ReadPortSignature(act_addr_bits(cfg), chunk_bits(cfg.join_width))),
+            "act_rd": Out(ReadPortSignature(act_addr_bits(cfg), chunk_bits(cfg.scan_width))),
             "desc": In(desc_layout()), "rs": In(8), "start": In(1),
         })
 
@@ -86,7 +86,7 @@ class AddressPipeline(wiring.Component):
         s_moves = [dst.eq(src) for dsts, srcs in zip(s_st, [(c2_v, c_waddr, c2_last)] +
                                                      s_st[:-1], strict=True)
                    for dst, src in zip(dsts, srcs, strict=True)]
-        s4_data = Signal(chunk_bits(cfg.join_width), reset_less=True)
+        s4_data = Signal(chunk_bits(cfg.scan_width), reset_less=True)
         advance = ~s4_valid | self.o.ready
         m.d.comb += [self.i.ready.eq(advance),
                      self.act_rd.addr.eq(c_aaddr), self.act_rd.en.eq(advance),

@@ -38,7 +38,7 @@ class DescriptorCheck(wiring.Component):
     Parameters
     ----------
     cfg : Config
-        ``pes``, ``join_width`` and the memory and layer limits.
+        ``pes``, ``scan_width`` and the memory and layer limits.
 
     Members
     -------
@@ -64,7 +64,7 @@ class DescriptorCheck(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        J, P = cfg.join_width, cfg.pes
+        J, P = cfg.scan_width, cfg.pes
         d = {n: self.desc[n.lower()] for n in DESC}
         v16 = {n: d[n][0:16] for n in DESC}
         # output sizes in registered steps: padded size, minus the kernel, the stride,

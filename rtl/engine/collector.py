@@ -19,7 +19,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...sim.config import Config
-from ..pe import result_layout
+from ..spe import result_layout
 from .layouts import collected_layout, fmax_slots, out_addr_bits
 from .regmap import desc_layout
 
@@ -41,8 +41,7 @@ class ResultCollector(wiring.Component):
     Members
     -------
     i : In(stream.Signature(result_layout(acc_width))).array(P)
-        The PEs' results; ``ready`` is a flip-flop. ``err`` is ignored (the PE's ``error``
-        output reports it).
+        The PEs' results; ``ready`` is a flip-flop.
     o : Out(stream.Signature(collected_layout(cfg), always_ready=True))
         One result a cycle at most.
     desc : In(desc_layout())

@@ -1,13 +1,13 @@
 """The re-encoder: int8 outputs back into bitmap chunks, so that layers chain.
 
 ENCODE reads the int8 outputs ``(K, Ho, Wo)`` from the output memory, one word a cycle,
-channel-major within each pixel, and builds one chunk (``rtl/chunk.py``: mask plus packed
-nonzeros) per J output channels of every pixel; the chunks are written into the
-activation memory in the layout the next layer reads (pixel-major, ``ceil(K / J)`` chunks
-a pixel). The next layer (C = K, H = Ho, W = Wo) then needs only its weights and
-descriptor. Channels run on to the end of the last chunk (reads of channels >= K count
-as zeros), so ENCODE takes ``ceil(K / J) * J * Ho * Wo`` cycles plus the pipeline's
-few. A chunk that would land beyond the activation memory stops it
+channel-major within each pixel, and builds one lane chunk (``rtl/chunk.py``: mask, channel
+i's value in lane i) per S = ``scan_width`` output channels of every pixel; the chunks are
+written into the activation memory in the layout the next layer reads (pixel-major,
+``ceil(K / S)`` chunks a pixel). The next layer (C = K, H = Ho, W = Wo) then needs only its
+weights and descriptor. Channels run on to the end of the last chunk (reads of channels
+>= K count as zeros), so ENCODE takes ``ceil(K / S) * S * Ho * Wo`` cycles plus the
+pipeline's few. A chunk that would land beyond the activation memory stops it
 with ``overflow``.
 
 Timing rules: ``e_ch + 1 >= K`` is a register beside ``e_ch`` (no carry chain in front of
@@ -46,7 +46,7 @@ class ReEncoder(wiring.Component):
     out_rd : Out(ReadPortSignature(out_addr_bits(cfg), 32))
         The output memory (two register stages); ``en`` is high while the encoder reads
         (the port is shared with the host, which the host port arbitrates).
-    act_wr : Out(WritePortSignature(addr_bits(act_mem_chunks), 9 J))
+    act_wr : Out(WritePortSignature(addr_bits(act_mem_chunks), 9 S))
         The activation memory.
     overflow : Out(1)
         A chunk did not fit the activation memory (it is not written).
@@ -60,14 +60,14 @@ class ReEncoder(wiring.Component):
             "go": In(1), "desc": In(desc_layout()),
             "out_rd": Out(ReadPortSignature(out_addr_bits(cfg), 32)),
             "act_wr": Out(WritePortSignature(addr_bits(cfg.act_mem_chunks),
-                                             chunk_bits(cfg.join_width))),
+                                             chunk_bits(cfg.scan_width))),
             "overflow": Out(1), "finished": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg, d, go = self.cfg, self.desc, self.go
-        J = cfg.join_width
+        J = cfg.scan_width
         enc_on = Signal()                  # issuing reads
         e_pix, e_npix = Signal(32), Signal(32)
         e_ch = Signal(16)                  # channel, running past K to the end of the chunk
@@ -77,7 +77,6 @@ class ReEncoder(wiring.Component):
         q_lane = Signal(range(J))
         e_mask = Signal(J)
         e_vals = Signal(data.ArrayLayout(8, J))
-        e_cnt = Signal(range(J + 1))
         e_addr = Signal(32)
         chunk_end = e_lane == J - 1
         e_pix_last = Signal()              # e_pix + 1 == e_npix
@@ -91,7 +90,7 @@ class ReEncoder(wiring.Component):
         with m.If(go):
             m.d.sync += [enc_on.eq(1), e_pix.eq(0), e_ch.eq(0), e_lane.eq(0), e_rd.eq(0),
                          e_npix.eq(d.ho[0:16] * d.wo[0:16]), e_addr.eq(0),
-                         e_mask.eq(0), e_vals.eq(0), e_cnt.eq(0), q_v.eq(0)]
+                         e_mask.eq(0), e_vals.eq(0), q_v.eq(0)]
         with m.Elif(enc_on):
             m.d.sync += [q_v.eq(1), q_valid.eq(e_ch < d.k), q_lane.eq(e_lane),
                          q_end.eq(chunk_end), e_lane.eq(Mux(chunk_end, 0, e_lane + 1))]
@@ -119,14 +118,14 @@ class ReEncoder(wiring.Component):
                      rb_lane.eq(rn_lane),
                      rq_v.eq(rb_v & ~go), rq_nz.eq(rb_nz), rq_end.eq(rb_end),
                      rq_lane.eq(rb_lane), val.eq(self.out_rd.data[0:8])]
-        # packing
+        # the value into its lane
         nz = rq_v & rq_nz & (val != 0)
         new_mask = Signal(J)
         new_vals = Signal(data.ArrayLayout(8, J))
         m.d.comb += [new_mask.eq(e_mask | Mux(nz, Const(1, J) << rq_lane, 0)),
                      new_vals.eq(e_vals)]
         for ln in range(J):
-            with m.If(nz & (e_cnt == ln)):
+            with m.If(nz & (rq_lane == ln)):
                 m.d.comb += new_vals[ln].eq(val)
         wr_en = Signal()
         wr_addr = Signal(32)
@@ -137,9 +136,9 @@ class ReEncoder(wiring.Component):
                 m.d.sync += [wr_en.eq(e_addr < cfg.act_mem_chunks),
                              wr_addr.eq(e_addr), wr_data.mask.eq(new_mask),
                              wr_data.values.eq(new_vals)]
-                m.d.sync += [e_addr.eq(e_addr + 1), e_mask.eq(0), e_vals.eq(0), e_cnt.eq(0)]
+                m.d.sync += [e_addr.eq(e_addr + 1), e_mask.eq(0), e_vals.eq(0)]
             with m.Else():
-                m.d.sync += [e_mask.eq(new_mask), e_vals.eq(new_vals), e_cnt.eq(e_cnt + nz)]
+                m.d.sync += [e_mask.eq(new_mask), e_vals.eq(new_vals)]
         m.d.comb += [self.act_wr.addr.eq(wr_addr), self.act_wr.data.eq(wr_data),
                      self.act_wr.en.eq(wr_en),
                      self.overflow.eq(rq_v & rq_end & (e_addr >= cfg.act_mem_chunks)),

@@ -13,14 +13,14 @@ dataflow diagram and the register map (``regmap.py``).
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, signed
+from amaranth import Module, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from ...sim.config import Config
 from ..chunk import chunk_bits
 from ..mem import RAM, BankedMemory
-from ..pe import PE
+from ..spe import SPE
 from .address import AddressPipeline
 from .broadcast import Broadcast
 from .check import DescriptorCheck
@@ -29,7 +29,7 @@ from .control import Control
 from .encoder import ReEncoder
 from .feeder import Feeder
 from .host import HostPort
-from .layouts import fmax_slots, kmap_bits
+from .layouts import fmax_slots, kmap_bits, wgt_entry_layout
 from .regmap import HostSignature
 from .requant import Requantizer
 from .sequencer import Sequencer
@@ -62,14 +62,16 @@ class Engine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        P, CW = cfg.pes, chunk_bits(cfg.join_width)
+        P, CW = cfg.pes, chunk_bits(cfg.scan_width)
 
         # memories
         m.submodules.act_mem = act_mem = BankedMemory(CW, cfg.act_mem_chunks, stages=2)
         m.submodules.out_mem = out_mem = BankedMemory(32, cfg.out_mem_words, stages=2)
-        wgt_mem = [RAM(CW, cfg.wgt_mem_chunks) for _ in range(P)]
-        for p, mem in enumerate(wgt_mem):
-            m.submodules[f"wgt_mem{p}"] = mem
+        wgt_mem = [RAM(wgt_entry_layout(cfg), cfg.wgt_mem_chunks) for _ in range(P)]
+        wval_mem = [RAM(signed(8), cfg.wval_mem_words) for _ in range(P)]
+        for p in range(P):
+            m.submodules[f"wgt_mem{p}"] = wgt_mem[p]
+            m.submodules[f"wval_mem{p}"] = wval_mem[p]
         m.submodules.kmap_mem = kmap_mem = RAM(kmap_bits(cfg), P * fmax_slots(cfg))
         m.submodules.mult_mem = mult_mem = RAM(signed(16), cfg.max_filters)
         m.submodules.shift_mem = shift_mem = RAM(6, cfg.max_filters)
@@ -82,7 +84,7 @@ class Engine(wiring.Component):
         m.submodules.address = addr = AddressPipeline(cfg)
         m.submodules.broadcast = bcast = Broadcast(cfg)
         feeders = [Feeder(cfg) for _ in range(P)]
-        pes = [PE(cfg) for _ in range(P)]
+        pes = [SPE(cfg) for _ in range(P)]
         for p in range(P):
             m.submodules[f"feeder{p}"] = feeders[p]
             m.submodules[f"pe{p}"] = pes[p]
@@ -109,7 +111,7 @@ class Engine(wiring.Component):
             ctl.bad_shape.eq(check.bad_shape), ctl.bad_desc.eq(check.bad_desc),
             ctl.too_big.eq(check.too_big), ctl.total.eq(check.total),
             ctl.seq_running.eq(seq.running), ctl.retired.eq(rq.retired),
-            ctl.pe_fault.eq(Cat(*[pe.error != 0 for pe in pes]).any()),
+            ctl.pe_fault.eq(0),
             ctl.enc_overflow.eq(enc.overflow), ctl.enc_finished.eq(enc.finished),
             host.busy.eq(ctl.busy), host.done.eq(ctl.done), host.error.eq(ctl.error),
             host.cycles.eq(ctl.cycles),
@@ -128,10 +130,11 @@ class Engine(wiring.Component):
         for p in range(P):
             wiring.connect(m, bcast.o[p], feeders[p].i)
             wiring.connect(m, feeders[p].wgt_rd, wgt_mem[p].r)
-            wiring.connect(m, feeders[p].w, pes[p].w)
-            wiring.connect(m, feeders[p].a, pes[p].a)
+            wiring.connect(m, feeders[p].o, pes[p].i)
+            wiring.connect(m, pes[p].wval_rd, wval_mem[p].r)
             wiring.connect(m, pes[p].o, coll.i[p])
             wiring.connect(m, host.wgt_wr[p], wgt_mem[p].w)
+            wiring.connect(m, host.wval_wr[p], wval_mem[p].w)
             m.d.comb += [pes[p].clear.eq(ctl.pe_clear), host.pe_busy[p].eq(pes[p].busy_cycles),
                          host.pe_macs[p].eq(pes[p].macs)]
         wiring.connect(m, coll.o, rq.i)

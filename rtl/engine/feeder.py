@@ -1,40 +1,49 @@
-"""The feeder of one PE: its queue's entries in, weight and activation chunk streams out.
+"""The feeder of one PE: its queue's entries in, joined pairs out (the pre-join).
 
-For each entry the feeder reads the PE's weight memory at the entry's weight address and
-presents the weight chunk and the entry's activation chunk together, both with the entry's
-``last``.
+For each entry the feeder reads the PE's weight memory at the entry's weight address (a
+weight chunk: its mask and the base of its values in the PE's weight-value memory), ANDs
+the two masks and counts the matches; a pair with no match is dropped unless it closes an
+accumulation, so a PE spends no cycle on a pair that has nothing to multiply::
 
-Timing rules: the weight block RAM's output (read the cycle before, with the activation
-chunk and ``last`` registered beside it) is written straight into one of three registers
-of a circular buffer, which the PE reads: no logic sits between the block RAM's output
-(5.8 ns clock-to-out on the ECP5) and a flip-flop. An entry is taken (and the block RAM
-read) while ``room``, a flip-flop, says the buffer will hold at most two entries counting
-the one on the RAM's output, so the read enable is two flip-flops ANDed and does not wait
-for the PE's ``ready``. Three registers let a PE that takes a pair every cycle get one
-every cycle.
+    i ─► F1: read the weight memory, activation chunk and last beside it
+      ─► F2: the block RAM's output registered beside it
+      ─► F3: AND of the masks, its OR, popcounts of its eight-channel groups
+      ─► F4: the match count; the pair (kept: matches or last) ─► o
+
+Timing rules: every stage moves on ``advance = ~F4.valid | o.ready``, where ``o.ready``
+is the PE's flip-flop, so the enable is one gate after a flip-flop; the block RAM's
+output meets only the F2 register; the empty test is an OR of the registered AND
+(no carry chain), and the count is summed from registered group counts.
 """
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth import Module, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...sim.config import Config
-from ..chunk import chunk_bits, chunk_layout, chunk_word_layout
+from ..chunk import chunk_word_layout
 from ..mem import ReadPortSignature
-from .layouts import entry_layout, wgt_addr_bits
+from ..spe import pair_layout
+from .layouts import entry_layout, wgt_addr_bits, wgt_entry_layout
 
-__all__ = ["Feeder", "FEEDER_ENTRIES", "FEEDER_STAGES"]
+__all__ = ["Feeder", "FEEDER_STAGES"]
 
-# entries the buffer holds
-FEEDER_ENTRIES = 3
-# registers from the queue head to the PE's input: the block RAM read, the buffer
-FEEDER_STAGES = 2
+# registers from the queue head to the PE's input: F1 (the block RAM read), F2, F3, F4
+FEEDER_STAGES = 4
+_GROUP = 8
+
+
+def _popcount(bits) -> object:
+    total = 0
+    for i in range(len(bits)):
+        total = total + bits[i]
+    return total
 
 
 class Feeder(wiring.Component):
-    """Queue entries to a PE's chunk pairs.
+    """Queue entries to a PE's joined pairs.
 
     Parameters
     ----------
@@ -43,65 +52,55 @@ class Feeder(wiring.Component):
     Members
     -------
     i : In(stream.Signature(entry_layout(cfg)))
-        Queue head; ``ready`` is a flip-flop.
-    wgt_rd : Out(ReadPortSignature(wgt_addr_bits(cfg), 9 J))
-        The PE's weight memory (synchronous read).
-    w, a : Out(stream.Signature(chunk_layout(J)))
-        Weight and activation chunks; ``valid`` together, and a pair is taken when both
-        are ready (the PE takes them together).
+        Queue head; ``ready`` is ``advance``.
+    wgt_rd : Out(ReadPortSignature(wgt_addr_bits(cfg), wgt_entry_layout(cfg)))
+        The PE's weight memory (synchronous read, data held while ``en`` is low).
+    o : Out(stream.Signature(pair_layout(cfg)))
+        Pairs with a match or ``last``, in entry order.
+    dropped : Out(1)
+        Pulse: a pair without a match or ``last`` left F3 (for the counters).
     """
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        J = cfg.join_width
         super().__init__({
             "i": In(stream.Signature(entry_layout(cfg))),
-            "wgt_rd": Out(ReadPortSignature(wgt_addr_bits(cfg), chunk_bits(J))),
-            "w": Out(stream.Signature(chunk_layout(J))),
-            "a": Out(stream.Signature(chunk_layout(J))),
+            "wgt_rd": Out(ReadPortSignature(wgt_addr_bits(cfg), wgt_entry_layout(cfg))),
+            "o": Out(stream.Signature(pair_layout(cfg))),
+            "dropped": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        J, NB = self.cfg.join_width, FEEDER_ENTRIES
-        word = chunk_word_layout(J)
-        bv = Signal()                      # a weight chunk is on the RAM's output
-        b_a = Signal(word)
-        b_last = Signal()
-        e_w = [Signal(word.size, name=f"e_w{i}") for i in range(NB)]
-        e_a = [Signal(word.size, name=f"e_a{i}") for i in range(NB)]
-        e_last = [Signal(name=f"e_last{i}") for i in range(NB)]
-        wp = Signal(range(NB))
-        rp = Signal(range(NB))
-        held = Signal(range(NB + 1))
-        nonempty = Signal()                # held != 0
-        room = Signal(init=1)
-        takes = nonempty & self.w.ready & self.a.ready
-        load = self.i.valid & room
-        held_n = Signal(range(NB + 1))
-        m.d.comb += held_n.eq(held + bv - takes)
-        m.d.sync += [bv.eq(load), held.eq(held_n), nonempty.eq(held_n != 0),
-                     room.eq(held_n + load <= NB - 1)]
-        m.d.comb += [self.i.ready.eq(room), self.wgt_rd.addr.eq(self.i.payload.waddr),
-                     self.wgt_rd.en.eq(load)]
-        with m.If(load):
-            m.d.sync += [b_a.eq(self.i.payload.a), b_last.eq(self.i.payload.last)]
-        with m.If(bv):
-            for i in range(NB):
-                with m.If(wp == i):
-                    m.d.sync += [e_w[i].eq(self.wgt_rd.data), e_a[i].eq(b_a),
-                                 e_last[i].eq(b_last)]
-            m.d.sync += wp.eq(Mux(wp == NB - 1, 0, wp + 1))
-        with m.If(takes):
-            m.d.sync += rp.eq(Mux(rp == NB - 1, 0, rp + 1))
-        w_word = data.View(word, Array(e_w)[rp])
-        a_word = data.View(word, Array(e_a)[rp])
-        last = Array(e_last)[rp]
-        m.d.comb += [
-            self.w.valid.eq(nonempty), self.a.valid.eq(nonempty),
-            self.w.payload.mask.eq(w_word.mask), self.w.payload.values.eq(w_word.values),
-            self.w.payload.last.eq(last),
-            self.a.payload.mask.eq(a_word.mask), self.a.payload.values.eq(a_word.values),
-            self.a.payload.last.eq(last),
-        ]
+        cfg = self.cfg
+        S = cfg.scan_width
+        word = chunk_word_layout(S)
+        groups = S // _GROUP
+        v1, v2, v3, v4 = Signal(), Signal(), Signal(), Signal()
+        a1, a2, a3 = Signal(word), Signal(word), Signal(word)
+        l1, l2, l3 = Signal(), Signal(), Signal()
+        w2 = Signal(wgt_entry_layout(cfg))
+        w3 = Signal(wgt_entry_layout(cfg))
+        and3, any3 = Signal(S), Signal()
+        part3 = [Signal(range(_GROUP + 1), name=f"part3_{g}") for g in range(groups)]
+        out = Signal(pair_layout(cfg))
+        advance = ~v4 | self.o.ready
+        m.d.comb += [self.i.ready.eq(advance),
+                     self.wgt_rd.addr.eq(self.i.payload.waddr), self.wgt_rd.en.eq(advance),
+                     self.o.valid.eq(v4), self.o.payload.eq(out),
+                     self.dropped.eq(advance & v3 & ~any3 & ~l3)]
+        andm = Signal(S)
+        m.d.comb += andm.eq(a2.mask & w2.mask)
+        with m.If(advance):
+            m.d.sync += [
+                v1.eq(self.i.valid), a1.eq(self.i.payload.a), l1.eq(self.i.payload.last),
+                v2.eq(v1), a2.eq(a1), l2.eq(l1), w2.eq(self.wgt_rd.data),
+                v3.eq(v2), a3.eq(a2), l3.eq(l2), w3.eq(w2), and3.eq(andm),
+                any3.eq(andm.any()),
+                *[part3[g].eq(_popcount(andm[_GROUP * g:_GROUP * (g + 1)]))
+                  for g in range(groups)],
+                v4.eq(v3 & (any3 | l3)),
+                out.lanes.eq(a3.values), out.wmask.eq(w3.mask), out.base.eq(w3.base),
+                out.andm.eq(and3), out.cnt.eq(sum(part3)), out.last.eq(l3),
+            ]
         return m

@@ -2,11 +2,12 @@
 
 The register map is ``regmap.py``. The bus is registered on entry, with the address
 decoded on the way in (one flag per register and per region), so every decode path starts
-at the engine's own flip-flops: a write takes effect one cycle after its cycle. A chunk's
-words are collected in a staging register; writing its last word stores the whole chunk
-(the memories' write ports are registered too, so it lands two cycles after the host's
-write). Memory writes and commands are ignored while the engine is busy; descriptor
-writes are not (the host must not write them during a job).
+at the engine's own flip-flops: a write takes effect one cycle after its cycle. The words
+of an activation chunk or a weight chunk are collected in a staging register; writing an
+entry's last word (``regmap.entry_words``) stores the whole entry (the memories' write
+ports are registered too, so it lands two cycles after the host's write). A weight value
+(WVAL) is one word, its low byte. Memory writes and commands are ignored while the engine
+is busy; descriptor writes are not (the host must not write them during a job).
 
 Reads: ``rdata`` comes with ``rvalid`` :data:`READ_LATENCY` cycles after ``re``, for
 every address, so reads keep their order: an OUT read's address goes to the output memory
@@ -24,9 +25,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ...sim.config import Config
-from ..chunk import chunk_bits, chunk_word_layout, host_words
+from ..chunk import chunk_bits, chunk_word_layout
 from ..mem import ReadPortSignature, WritePortSignature, addr_bits
-from .layouts import fmax_slots, kmap_bits, out_addr_bits, wgt_addr_bits
+from ..spe import wval_addr_bits
+from .layouts import fmax_slots, kmap_bits, out_addr_bits, wgt_addr_bits, wgt_entry_layout
 from .regmap import (
     CSR_SPAN,
     DESC,
@@ -38,6 +40,7 @@ from .regmap import (
     HostSignature,
     chunk_word_bits,
     desc_layout,
+    entry_words,
 )
 
 __all__ = ["HostPort", "READ_LATENCY"]
@@ -80,7 +83,7 @@ class HostPort(wiring.Component):
         ``busy``.
     pe_busy, pe_macs : In(32).array(P)
         The PEs' counters.
-    act_wr, wgt_wr[p], kmap_wr, mult_wr, shift_wr : Out(WritePortSignature(...))
+    act_wr, wgt_wr[p], wval_wr[p], kmap_wr, mult_wr, shift_wr : Out(WritePortSignature(...))
         Writes to the memories.
     enc_wr : In(WritePortSignature(...))
         The re-encoder's activation chunk writes, merged into ``act_wr``.
@@ -92,7 +95,7 @@ class HostPort(wiring.Component):
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        P, CW = cfg.pes, chunk_bits(cfg.join_width)
+        P, CW = cfg.pes, chunk_bits(cfg.scan_width)
         act = WritePortSignature(addr_bits(cfg.act_mem_chunks), CW)
         out_rd = ReadPortSignature(out_addr_bits(cfg), 32)
         super().__init__({
@@ -101,7 +104,9 @@ class HostPort(wiring.Component):
             "busy": In(1), "done": In(1), "error": In(4), "cycles": In(32),
             "pe_busy": In(32).array(P), "pe_macs": In(32).array(P),
             "act_wr": Out(act), "enc_wr": In(act),
-            "wgt_wr": Out(WritePortSignature(wgt_addr_bits(cfg), CW)).array(P),
+            "wgt_wr": Out(WritePortSignature(wgt_addr_bits(cfg), wgt_entry_layout(cfg))
+                          ).array(P),
+            "wval_wr": Out(WritePortSignature(wval_addr_bits(cfg), signed(8))).array(P),
             "kmap_wr": Out(WritePortSignature(addr_bits(P * fmax_slots(cfg)),
                                               kmap_bits(cfg))),
             "mult_wr": Out(WritePortSignature(addr_bits(cfg.max_filters), signed(16))),
@@ -112,8 +117,9 @@ class HostPort(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, host = self.cfg, self.host
-        P, J = cfg.pes, cfg.join_width
-        NW, WB = host_words(J), chunk_word_bits(J)
+        P, S = cfg.pes, cfg.scan_width
+        NW, WB = entry_words("ACT", cfg), chunk_word_bits(cfg)
+        NWW = entry_words("WGT", cfg)
         # the bus register, with the address decoded on the way in
         hb_addr, hb_wdata = Signal(32), Signal(32)
         hb_we, hb_re = Signal(), Signal()
@@ -122,6 +128,7 @@ class HostPort(wiring.Component):
         hb_reg = {n: Signal(name=f"hb_reg_{n.lower()}") for n in DESC + ("CTRL",)}
         regions = {g.name: g.base for g in REGIONS if not g.per_pe}
         regions.update({f"WGT{p}": REGION["WGT"] + p for p in range(P)})
+        regions.update({f"WVAL{p}": REGION["WVAL"] + p for p in range(P)})
         hb_rg = {n: Signal(name=f"hb_rg_{n.lower()}") for n in regions}
         hb_wsel = Signal(NW)               # one-hot word of a chunk
         m.d.sync += [hb_reg[n].eq(host.addr == REG[n]) for n in hb_reg]
@@ -141,9 +148,9 @@ class HostPort(wiring.Component):
                      self.encode.eq(ctrl & ~hb_wdata[0] & hb_wdata[1])]
 
         # chunk staging; memory writes
-        staging = Signal(chunk_bits(J))
-        commit = Signal()
-        chunk_word = Signal(chunk_word_layout(J))
+        staging = Signal(chunk_bits(S))
+        commit, commit_w = Signal(), Signal()
+        chunk_word = Signal(chunk_word_layout(S))
         m.d.comb += chunk_word.eq(staging)
         for w in range(NW):
             with m.If(hb_wsel[w]):
@@ -151,7 +158,8 @@ class HostPort(wiring.Component):
                 m.d.comb += chunk_word.as_value()[lo:hi].eq(hb_wdata[0:hi - lo])
         with m.If(hb_we & ~hb_rg["CSR"] & ~self.busy):
             m.d.sync += staging.eq(chunk_word)
-            m.d.comb += commit.eq(hb_wsel[NW - 1])      # the chunk's last word
+            m.d.comb += [commit.eq(hb_wsel[NW - 1]),      # an activation chunk's last word
+                         commit_w.eq(hb_wsel[NWW - 1])]   # a weight chunk's last word
         host_wr = hb_we & ~self.busy
         enc = self.enc_wr
         m.d.comb += [
@@ -165,9 +173,13 @@ class HostPort(wiring.Component):
             self.shift_wr.addr.eq(offset), self.shift_wr.data.eq(hb_wdata[0:6]),
             self.shift_wr.en.eq(host_wr & hb_rg["SHIFT"]),
         ]
+        wbits = wgt_entry_layout(cfg).size
         for p in range(P):
-            m.d.comb += [self.wgt_wr[p].addr.eq(entry), self.wgt_wr[p].data.eq(chunk_word),
-                         self.wgt_wr[p].en.eq(commit & hb_rg[f"WGT{p}"])]
+            m.d.comb += [self.wgt_wr[p].addr.eq(entry),
+                         self.wgt_wr[p].data.eq(chunk_word.as_value()[0:wbits]),
+                         self.wgt_wr[p].en.eq(commit_w & hb_rg[f"WGT{p}"]),
+                         self.wval_wr[p].addr.eq(offset), self.wval_wr[p].data.eq(hb_wdata[0:8]),
+                         self.wval_wr[p].en.eq(host_wr & hb_rg[f"WVAL{p}"])]
 
         # reads
         macs_total = Signal(32)

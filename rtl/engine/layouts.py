@@ -7,9 +7,11 @@ from amaranth.lib import data
 
 from ...sim.config import Config
 from ..chunk import chunk_word_layout
+from ..spe import wval_addr_bits
 
 __all__ = ["fmax_slots", "act_addr_bits", "wgt_addr_bits", "out_addr_bits", "kmap_bits",
-           "STEP_LAYOUT", "entry_layout", "collected_layout"]
+           "STEP_LAYOUT", "entry_layout", "collected_layout", "wgt_entry_layout",
+           "pack_wgt_entry"]
 
 
 def fmax_slots(cfg: Config) -> int:
@@ -40,10 +42,29 @@ STEP_LAYOUT = data.StructLayout({"iy": 16, "ix": 16, "c": 16, "j": 16, "r": 4, "
 
 
 def entry_layout(cfg: Config) -> data.StructLayout:
-    """A broadcast entry: the activation chunk, the address of the matching weight chunk,
-    and ``last`` (the step ends an accumulation)."""
-    return data.StructLayout({"a": chunk_word_layout(cfg.join_width),
+    """A broadcast entry: the activation chunk (a lane chunk of ``scan_width`` channels,
+    ``rtl/chunk.py``), the address of the matching weight chunk, and ``last`` (the step
+    ends an accumulation)."""
+    return data.StructLayout({"a": chunk_word_layout(cfg.scan_width),
                               "waddr": wgt_addr_bits(cfg), "last": 1})
+
+
+def wgt_entry_layout(cfg: Config) -> data.StructLayout:
+    """A weight chunk in a PE's weight memory: its ``scan_width``-bit ``mask`` and the
+    ``base`` address of its first nonzero in the PE's weight-value memory (its nonzeros
+    follow in channel order)."""
+    return data.StructLayout({"mask": cfg.scan_width, "base": wval_addr_bits(cfg)})
+
+
+def pack_wgt_entry(mask: int, base: int, cfg: Config) -> int:
+    """The integer of a weight-memory word (:func:`wgt_entry_layout`)."""
+    lay = wgt_entry_layout(cfg)
+    if not 0 <= mask < 1 << cfg.scan_width:
+        raise ValueError(f"weight mask {mask:#x} does not fit {cfg.scan_width} bits")
+    if not 0 <= base < cfg.wval_mem_words:
+        raise ValueError(f"weight base {base} is outside the {cfg.wval_mem_words}-word "
+                         f"weight-value memory")
+    return mask << lay["mask"].offset | base << lay["base"].offset
 
 
 def collected_layout(cfg: Config) -> data.StructLayout:

@@ -8,8 +8,9 @@ addresses and builds the read multiplexer from :data:`REGISTERS`), the host side
 
 Address layout: bits 31..24 select a region (:data:`REGIONS`), bits 23..0 are the offset in
 it. In the chunk regions (ACT, WGT) the offset is ``entry << word_bits | word`` with
-:func:`chunk_word_bits` (3 for J <= 24): a chunk is written as :func:`host_words` 32-bit
-words, least significant first, and writing its last word stores it.
+:func:`chunk_word_bits` (5 for the default ``scan_width`` of 64): an entry is written as
+:func:`entry_words` 32-bit words, least significant first, and writing its last word
+stores it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from dataclasses import dataclass
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...sim.config import Config
 from ..chunk import chunk_bits, host_words
 
 __all__ = ["EngineError", "ERROR_MEANING", "Field", "Register", "Region", "REGISTERS",
            "REGIONS", "REG", "REGION", "DESC", "desc_layout", "HostSignature", "REGION_SHIFT",
            "CSR_SPAN",
-           "chunk_word_bits", "chunk_address", "max_pes", "markdown_tables", "c_header"]
+           "chunk_word_bits", "entry_words", "chunk_address", "max_pes", "markdown_tables",
+           "c_header"]
 
 
 class EngineError(enum.IntEnum, shape=4):
@@ -48,8 +51,7 @@ ERROR_MEANING = {
     EngineError.TOO_BIG: "the layer does not fit the engine's memories or limits "
                          "(act_mem_chunks, wgt_mem_chunks, out_mem_words, max_filters, "
                          "max_channels, max_reduction, or a field above 16 bits)",
-    EngineError.PE_FAULT: "a PE flagged a result (weight and activation streams out of "
-                          "step; cannot happen with a valid descriptor)",
+    EngineError.PE_FAULT: "a PE flagged a fault (reserved: the scan PE has none)",
     EngineError.NOT_INT8: "encode needs requantized int8 outputs (MODE bit 0 clear)",
 }
 
@@ -96,13 +98,17 @@ CSR_SPAN = 0x80
 
 REGIONS: tuple[Region, ...] = (
     Region("CSR", 0, "RW", "the registers below"),
-    Region("ACT", 1, "W", "activation chunk `e`, word `w`", chunks=True),
+    Region("ACT", 1, "W", "activation lane chunk `e` (`scan_width` channels: mask, then "
+                          "channel i's value in lane i), word `w`", chunks=True),
     Region("KMAP", 2, "W", "filter of PE `p` slot `j` at `p * ceil(max_filters / P) + j` "
                            "(a value >= K marks an empty slot)"),
     Region("MULT", 3, "W", "requant multiplier of output channel `k` at `k` (int16)"),
     Region("SHIFT", 4, "W", "requant shift of output channel `k` at `k` (0..47)"),
     Region("OUT", 5, "R", "output word `i` (int32 raw, or int8 sign-extended)"),
-    Region("WGT", 16, "W", "weight chunk `e` of PE `p`, word `w`", per_pe=True, chunks=True),
+    Region("WGT", 16, "W", "weight chunk `e` of PE `p` (its mask, then the WVAL address of "
+                           "its first nonzero), word `w`", per_pe=True, chunks=True),
+    Region("WVAL", 48, "W", "weight value `v` of PE `p` (int8, the nonzeros of its weight "
+                            "chunks packed in order) at `v`", per_pe=True),
 )
 
 _SIZE = "layer shape (16 bits used; a value above 16 bits is refused with TOO_BIG)"
@@ -124,7 +130,7 @@ REGISTERS: tuple[Register, ...] = (
     Register("STRIDE", 0x08, "RW", "1 or 2", desc=True),
     Register("PAD", 0x09, "RW", "zero padding on every side, below R and S", desc=True),
     Register("F", 0x0A, "RW", "filter slots per PE, `ceil(K / P)`", desc=True),
-    Register("NCH", 0x0B, "RW", "chunks per pixel, `ceil(C / J)`", desc=True),
+    Register("NCH", 0x0B, "RW", "chunks per pixel, `ceil(C / scan_width)`", desc=True),
     Register("HO", 0x0C, "RW", "output height", desc=True),
     Register("WO", 0x0D, "RW", "output width", desc=True),
     Register("MODE", 0x0E, "RW", "output mode",
@@ -143,8 +149,14 @@ DESC = tuple(r.name for r in REGISTERS if r.desc)
 
 def max_pes() -> int:
     """The most PEs the register map holds: every per-PE register below CSR_SPAN and
-    clear of the next register, every per-PE region inside the 8-bit region field."""
+    clear of the next register, every per-PE region clear of the next region and inside
+    the 8-bit region field."""
     limit = 256 - max(r.base for r in REGIONS if r.per_pe)
+    for g in REGIONS:
+        if g.per_pe:
+            above = [q.base for q in REGIONS if q.base > g.base]
+            if above:
+                limit = min(limit, min(above) - g.base)
     for r in REGISTERS:
         if r.per_pe:
             above = [q.addr for q in REGISTERS if q.addr > r.addr] + [CSR_SPAN]
@@ -157,21 +169,33 @@ def desc_layout() -> data.StructLayout:
     return data.StructLayout({name.lower(): 32 for name in DESC})
 
 
-def chunk_word_bits(join_width: int) -> int:
-    """Offset bits that select a word of a chunk (at least 3)."""
-    return max(3, (host_words(join_width) - 1).bit_length())
+def chunk_word_bits(cfg: Config) -> int:
+    """Offset bits that select a word of an entry in a chunk region (at least 3)."""
+    return max(3, (host_words(cfg.scan_width) - 1).bit_length())
 
 
-def chunk_address(region: str, entry: int, word: int, join_width: int, pe: int = 0) -> int:
-    """Host address of word ``word`` of chunk ``entry`` in ``region`` (ACT, or WGT of PE
+def entry_words(region: str, cfg: Config) -> int:
+    """32-bit host words of one entry of a chunk region: an activation lane chunk (ACT)
+    or a weight chunk (WGT)."""
+    if region == "ACT":
+        return host_words(cfg.scan_width)
+    if region == "WGT":
+        from .layouts import wgt_entry_layout
+
+        return -(-wgt_entry_layout(cfg).size // 32)
+    raise ValueError(f"region {region} does not hold chunks")
+
+
+def chunk_address(region: str, entry: int, word: int, cfg: Config, pe: int = 0) -> int:
+    """Host address of word ``word`` of entry ``entry`` in ``region`` (ACT, or WGT of PE
     ``pe``)."""
     reg = next(r for r in REGIONS if r.name == region)
     if not reg.chunks:
         raise ValueError(f"region {region} does not hold chunks")
-    if not 0 <= word < host_words(join_width):
-        raise ValueError(f"word {word}: a {join_width}-channel chunk has "
-                         f"{host_words(join_width)} words")
-    return ((reg.base + pe) << REGION_SHIFT) | entry << chunk_word_bits(join_width) | word
+    n = entry_words(region, cfg)
+    if not 0 <= word < n:
+        raise ValueError(f"word {word}: an entry of {region} has {n} words")
+    return ((reg.base + pe) << REGION_SHIFT) | entry << chunk_word_bits(cfg) | word
 
 
 def HostSignature() -> wiring.Signature:
@@ -213,7 +237,8 @@ def c_header() -> str:
            "#ifndef DOUBLESPARSE_ENGINE_H", "#define DOUBLESPARSE_ENGINE_H", "",
            f"#define DS_ADDR_REGION_SHIFT {REGION_SHIFT}u",
            "#define DS_ADDR(region, offset) (((region) << DS_ADDR_REGION_SHIFT) | (offset))",
-           "/* word w of chunk e in a chunk region; word_bits: 3 for J <= 24, 4 for J = 32 */",
+           "/* word w of entry e in a chunk region; word_bits: 3 for scan_width 16, 4 for 32, "
+           "5 for 64 */",
            "#define DS_CHUNK_OFFSET(e, w, word_bits) (((e) << (word_bits)) | (w))", ""]
     for g in REGIONS:
         out.append(f"#define DS_REGION_{g.name} {g.base}u" + ("  /* + PE index */"
@@ -229,6 +254,6 @@ def c_header() -> str:
     out.append("")
     for e in EngineError:
         out.append(f"#define DS_ERR_{e.name} {e.value}u")
-    out += ["", f"/* host words per chunk: ceil(9 J / 32); J = 16: {host_words(16)} words, "
-            f"{chunk_bits(16)} bits */", "", "#endif"]
+    out += ["", f"/* host words per activation chunk: ceil(9 S / 32); S = 64: "
+            f"{host_words(64)} words, {chunk_bits(64)} bits */", "", "#endif"]
     return "\n".join(out) + "\n"
