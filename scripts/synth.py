@@ -121,9 +121,11 @@ def _check_run(cmd: list[str], cwd: Path, log: Path, what: str) -> None:
         raise SynthError(f"{what} failed: {last[:200]} (log: {log})")
 
 
-# The ECO between placement and routing (`eco_bram_registers`): a flip-flop fed straight from
-# a DP16KD output that the first placement put more than ECO_NEAR tiles (Manhattan) from its
-# block RAM moves into the nearest free, legal flip-flop slot. The weight memories' output
+# The ECO between placement and routing (`eco_bram_registers`), off unless asked for
+# (`synth(..., eco=True)`, `doublesparse synth --eco`): it changes the placer's result by
+# hand, so the project's figures come from the flow without it. A flip-flop fed straight
+# from a DP16KD output that the first placement put more than ECO_NEAR tiles (Manhattan)
+# from its block RAM moves into the nearest free, legal flip-flop slot. The weight memories' output
 # registers are the PE feeders' three-entry buffers, read by the PE through a multiplexer,
 # so they stay near their PE: only those further than ECO_WGT_FAR move, to the point
 # ECO_WGT_TO tiles from the block RAM on the line towards where the placer put them.
@@ -282,17 +284,19 @@ def eco_bram_registers(placed: dict, clock_mhz: float = 100.0, near: int = ECO_N
 
 
 def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpnr_opts: str,
-                 progress, eco: bool = True, clock_mhz: float = 100.0
+                 progress, eco: bool = False, clock_mhz: float = 100.0
                  ) -> tuple[dict[int, float | None], int]:
     """ECP5 flow with one Yosys run and one nextpnr run per placement seed (``jobs`` at a
     time, each in ``seed<N>/``); the best seed's placement is packed into the bitstream
     and its logs copied to the build folder. Returns the Fmax of every seed and the best
     seed (the first listed among equals).
 
-    With ``eco`` nextpnr runs twice per seed: placement only (``--no-route``, log
-    ``seed<N>/place1.tim``, design ``seed<N>/placed1.json``), then `eco_bram_registers`
-    moves the far block RAM output registers and locks every cell (``seed<N>/eco.json``),
-    and the second run routes that placement unchanged."""
+    By default (the project's flow) nextpnr runs once per seed on Yosys's netlist and
+    places and routes it as it likes. With ``eco`` (opt-in) it runs twice per seed:
+    placement only (``--no-route``, log ``seed<N>/place1.tim``, design
+    ``seed<N>/placed1.json``), then `eco_bram_registers` moves the far block RAM output
+    registers and locks every cell (``seed<N>/eco.json``), and the second run routes that
+    placement unchanged."""
     script = (build_dir / f"build_{name}.sh").read_text().splitlines()
     pnr = next(shlex.split(ln) for ln in script if ln.startswith('"$NEXTPNR_ECP5"'))
     pack = next(shlex.split(ln) for ln in script if ln.startswith('"$ECPPACK"'))
@@ -354,13 +358,17 @@ def board_plan(board: str, cfg: Config, clock_mhz: float = 100.0, nextpnr_opts: 
 
 def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
           clock_mhz: float = 100.0, nextpnr_opts: str = "", seeds: list[int] | None = None,
-          jobs: int | None = None, progress=None, eco: bool = True) -> dict:
+          jobs: int | None = None, progress=None, eco: bool = False) -> dict:
     """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream.
     ``nextpnr_opts`` are passed on to nextpnr. With ``seeds`` (ULX3S only) Yosys runs once
     and nextpnr once per placement seed, ``jobs`` at a time (default: one per CPU); the
-    bitstream is the best seed's and ``seeds_fmax`` reports every seed. With ``eco``
-    (the default; ``seeds`` only) the far block RAM output registers are moved between
-    placement and routing (`eco_bram_registers`)."""
+    bitstream is the best seed's and ``seeds_fmax`` reports every seed. The default flow
+    has no step between placement and routing; ``eco`` (opt-in, ``seeds`` only) moves the
+    far block RAM output registers there (`eco_bram_registers`), and the report says so
+    (``eco``)."""
+    if eco and not seeds:
+        raise SynthError("the block RAM register ECO runs in the per-seed flow only "
+                         "(ulx3s-85f with a seed)")
     if seeds is not None:
         if not seeds or len(set(seeds)) != len(seeds):
             raise SynthError(f"seeds must be distinct and at least one, got {seeds!r}")

@@ -1,8 +1,13 @@
 """`eco_bram_registers`: the ECO between nextpnr's placement and routing, checked on a
 small hand-made placed design (no tool runs). Legality is checked here with rules written
-out again, not with the module's own checker."""
+out again, not with the module's own checker. The ECO is opt-in: the default flow (the
+`synth` function and `doublesparse synth` without options) has none, and its default
+placement seed is 1 (tools and the netlist replaced by fakes, so no test here runs
+Yosys or nextpnr)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -187,3 +192,75 @@ def test_build_seeds_runs_eco(tmp_path, monkeypatch) -> None:
     pnr = [c for c in runs if "nextpnr" in c[0]]
     assert len(pnr) == 1 and pnr[0][pnr[0].index("--json") + 1] == "top.json", pnr
     assert "(locked False)" in (tmp_path / "top.tim").read_text()
+
+
+_SCRIPT = ('"$YOSYS" -q -l top.rpt top.ys\n'
+           '"$NEXTPNR_ECP5" --quiet --timing-allow-fail --log top.tim --85k --json top.json '
+           '--lpf top.lpf --textcfg top.config\n'
+           '"$ECPPACK" --compress --input top.config --bit top.bit\n')
+
+
+def test_default_flow_has_no_eco(tmp_path, monkeypatch) -> None:
+    """`synth` with its defaults on the ULX3S: one nextpnr run per seed on Yosys's netlist,
+    no placement-only run, no ECO design, and the report says ``eco: false``; ``eco=True``
+    without the per-seed flow is refused."""
+    import inspect
+    import json
+
+    from doublesparse.scripts import synth as synth_mod
+    from doublesparse.sim.config import Config
+
+    assert inspect.signature(synth_mod.synth).parameters["eco"].default is False
+    assert inspect.signature(synth_mod._build_seeds).parameters["eco"].default is False
+
+    class FakePlan:
+        def extract(self, root):
+            Path(root).mkdir(parents=True)
+            (Path(root) / "build_top.sh").write_text(_SCRIPT)
+            (Path(root) / "top.json").write_text(json.dumps(_design()))
+
+    runs = []
+
+    def fake_run(cmd, cwd, log, what):
+        runs.append(cmd)
+        if "--log" in cmd:
+            (cwd / cmd[cmd.index("--log") + 1]).write_text(
+                "Info: Max frequency for clock 'clk': 99.50 MHz (FAIL at 100.00 MHz)\n")
+        if "--textcfg" in cmd:
+            (cwd / cmd[cmd.index("--textcfg") + 1]).write_text("config\n")
+
+    monkeypatch.setattr(synth_mod, "board_plan", lambda *a, **k: FakePlan())
+    monkeypatch.setattr(synth_mod, "_check_run", fake_run)
+    bd = tmp_path / "b"
+    res = synth_mod.synth("ulx3s-85f", Config(), bd, seeds=[1])
+    pnr = [c for c in runs if "nextpnr" in c[0]]
+    assert len(pnr) == 1, pnr
+    assert "--no-route" not in pnr[0] and pnr[0][pnr[0].index("--json") + 1] == "top.json"
+    assert pnr[0][pnr[0].index("--seed") + 1] == "1"
+    assert not list(bd.rglob("eco.json")) and not list(bd.rglob("placed1.json"))
+    assert res["eco"] is False and res["seed"] == 1 and res["fmax_mhz"] == 99.5
+    assert res["timing_met"] is False
+    with pytest.raises(SynthError, match="per-seed flow only"):
+        synth_mod.synth("icebreaker", Config(), tmp_path / "c", eco=True)
+
+
+def test_cli_default_flow(tmp_path, monkeypatch) -> None:
+    """`doublesparse synth` on the ULX3S: seed 1 and no ECO unless asked for (``--eco``;
+    ``--no-eco`` is the default spelled out). `synth` itself is replaced: this checks the
+    arguments only."""
+    from doublesparse.scripts import synth as synth_mod
+    from doublesparse.scripts.cli import DEFAULT_SEED, main
+
+    assert DEFAULT_SEED == {"ulx3s-85f": 1}
+    got = []
+
+    def fake(board, cfg, build_dir, mhz, seeds=None, jobs=None, progress=None, eco=None):
+        got.append((seeds, eco))
+        return dict.fromkeys(("fmax_mhz", "timing_met", "luts", "ffs", "multipliers",
+                              "dsp_blocks", "brams", "bitstream", "seconds"), 0)
+
+    monkeypatch.setattr(synth_mod, "synth", fake)
+    bd = str(tmp_path / "b")
+    for extra in ([], ["--no-eco"], ["--eco"], ["--seed", "2", "--eco"], ["--seeds", "1,3"]):
+        assert main(["synth", "--build-dir", bd, *extra]) == 0
+    assert got == [([1], False), ([1], False), ([1], True), ([2], True), ([1, 3], False)], got
