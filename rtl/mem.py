@@ -43,7 +43,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "RAM", "ReadPortSignature", "WritePortSignature",
+__all__ = ["BankedMemory", "LaneMemory", "RAM", "ReadPortSignature", "WritePortSignature",
            "read_port_no_rw", "write_port_reg"]
 
 
@@ -196,4 +196,54 @@ class BankedMemory(wiring.Component):
             m.d.comb += self.r.data.eq(out)
         else:
             m.d.comb += self.r.data.eq(qs[0])
+        return m
+
+
+class LaneMemory(wiring.Component):
+    """``depth`` words in ``lanes`` interleaved banks, one write port a lane.
+
+    Word ``i`` lives in lane ``i mod lanes`` at local address ``i // lanes``; each lane is a
+    :class:`BankedMemory` of ``depth / lanes`` words with its own write port (local
+    addresses), so the lanes take a word each per cycle. The read port takes full
+    addresses; its timing is the banked memories' (``stages`` register stages), and the
+    lane is selected after them by a registered lane index, like the bank.
+
+    Members
+    -------
+    w : In(WritePortSignature(addr_bits(depth / lanes), width)).array(lanes)
+    r : In(ReadPortSignature(addr_bits(depth), width))
+    """
+
+    def __init__(self, width: int, depth: int, lanes: int, bank_depth: int = 1024,
+                 stages: int = 2):
+        if lanes < 1 or lanes & (lanes - 1) or depth % lanes:
+            raise ValueError(f"lanes = {lanes}: a power of two dividing depth = {depth}")
+        self.width, self.depth, self.lanes, self.stages = width, depth, lanes, stages
+        self.bank_depth = bank_depth
+        super().__init__({
+            "w": In(WritePortSignature(addr_bits(depth // lanes), width)).array(lanes),
+            "r": In(ReadPortSignature(addr_bits(depth), width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L, lb = self.lanes, (self.lanes - 1).bit_length()
+        banks = []
+        for ln in range(L):
+            mem = BankedMemory(self.width, self.depth // L, self.bank_depth, self.stages)
+            m.submodules[f"lane{ln}"] = mem
+            banks.append(mem)
+            wiring.connect(m, wiring.flipped(self.w[ln]), mem.w)
+            m.d.comb += [mem.r.addr.eq(self.r.addr[lb:]), mem.r.en.eq(self.r.en)]
+        if L == 1:
+            m.d.comb += self.r.data.eq(banks[0].r.data)
+            return m
+        sel = [Signal(lb, name=f"lane_sel{i}") for i in range(self.stages + 1)]
+        with m.If(self.r.en):
+            m.d.sync += sel[0].eq(self.r.addr[:lb])
+            m.d.sync += [sel[i + 1].eq(sel[i]) for i in range(self.stages)]
+        out = 0
+        for ln in range(L):
+            out = out | Mux(sel[-1] == ln, banks[ln].r.data, 0)
+        m.d.comb += self.r.data.eq(out)
         return m

@@ -92,9 +92,10 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
     for i, L in enumerate(LAYERS):
         st = {"cycles": 0, "macs": 0, "dense_cycles": 0, "model": 0, "d_a": [], "runs": 0}
         for b in batches:
-            specs = []
+            specs, inputs = [], []
             for j in b:
                 a_in = gold[j][1][0] if i == 0 else acts[int(j)]
+                inputs.append(a_in)
                 job = layer_job(net, i, a_in)
                 if folded[i]:
                     job["w"], job["a"] = fold_kernel(job["w"], job["a"], job["stride"],
@@ -102,7 +103,7 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
                     job["stride"], job["pad"] = 1, 0
                 specs.append(LayerSpec(**job))
             runs = run_layers(specs, cfg, sim=sim)
-            for j, spec, run in zip(b, specs, runs, strict=True):
+            for j, a_in, run in zip(b, inputs, runs, strict=True):
                 s = run.stats
                 if run.error or not s.get("match"):
                     failures.append(_mismatch(L["name"], int(j), run))
@@ -111,7 +112,7 @@ def cnn_demo(cfg: Config, sim: str = "verilator", images: int = 20, batch: int =
                 else:
                     acts[int(j)] = run.y
                 # the chained RTL input must also equal the golden model's own layer input
-                if i > 0 and not np.array_equal(spec.a.reshape(gold[j][1][i].shape),
+                if i > 0 and not np.array_equal(np.asarray(a_in).reshape(gold[j][1][i].shape),
                                                 gold[j][1][i]):
                     failures.append(f"{L['name']} image {j}: input differs from golden")
                 if run.error == 0:

@@ -283,8 +283,9 @@ def render_engine(root: Path) -> str:
         return _missing(rel, ENGINE_CMD)
     r0 = rows[0]
     mult_total = r0["multipliers"]
-    lines = [f"Reproduce: `{ENGINE_CMD}` (default config: {r0['pes']} PEs, {mult_total} "
-             f"multipliers in all, J = 16, queues of 8; {r0['sim']}; seed 1). Every layer "
+    lines = [f"Reproduce: `{ENGINE_CMD}` (default config: {r0['pes']} PEs, one multiplier "
+             f"each, S = {r0.get('scan_width', '?')}, queues of {r0.get('queue_depth', '?')}; "
+             f"{r0['sim']}; seed 1). Every layer "
              f"is checked bit-exact against the golden model, with and without the "
              f"scheduler.", "",
              "| layer | K x C x R x S, H x W, stride, pad | d_w | d_a | cycles | model | "
@@ -328,8 +329,7 @@ def render_synth(root: Path) -> str:
         return (f"No synthesis report is committed yet (`{SYNTH_JSON}`), so this page gives "
                 f"no Fmax or resource figures. Produce it with `{SYNTH_CMD}` (a full board "
                 f"build: Yosys, then nextpnr with placement seed "
-                f"{_default_seed()} and the block-RAM register ECO), commit the JSON and run "
-                f"`doublesparse docs`.")
+                f"{_default_seed()}, no ECO), commit the JSON and run `doublesparse docs`.")
     fmax = r.get("fmax_mhz")
     cfg = r.get("config") or {}
     rows = [("board", r.get("board", "ulx3s-85f")),
@@ -348,10 +348,10 @@ def render_synth(root: Path) -> str:
         rows.append(("Fmax by seed", ", ".join(f"seed {k}: {v} MHz"
                                                for k, v in r["seeds_fmax"].items())))
     if "eco" in r:
-        rows.append(("block-RAM register ECO", "on" if r["eco"] else "off (`--no-eco`)"))
+        rows.append(("block-RAM register ECO", "on (`--eco`)" if r["eco"] else "off"))
     if r.get("seconds"):
         rows.append(("build time", f"{_n(round(r['seconds']))} s"))
-    desc = ", ".join(f"{k} {cfg[k]}" for k in ("pes", "multipliers", "join_width",
+    desc = ", ".join(f"{k} {cfg[k]}" for k in ("pes", "scan_width", "out_lanes",
                                                  "queue_depth") if k in cfg)
     lines = [f"Reproduce: `{SYNTH_CMD}`" + (f" (config: {desc})" if desc else "") + ".", "",
              "| figure | value |", "| --- | --- |"]
@@ -462,6 +462,53 @@ def render_cnn(root: Path) -> str:
     return "\n".join(lines)
 
 
+TARGET_CMD = "doublesparse bench target --json docs/results/target.json"
+TARGET_BOARD_CMD = ("doublesparse bench target --config ulx3s "
+                    "--json docs/results/target-ulx3s.json")
+
+
+def _render_target_rows(rows: list[dict], rel: str, cmd: str) -> list[str]:
+    r0 = rows[0]
+    lines = [f"Reproduce: `{cmd}` ({r0['pes']} PEs, one multiplier each, S = "
+             f"{r0.get('scan_width', '?')}, queues of {r0.get('queue_depth', '?')}; "
+             f"{r0['sim']}; every point checked bit-exact against the golden model). "
+             f"Utilization = effectual MACs / (multipliers x cycles); speedup = dense cycles "
+             f"over the taps inside the image / cycles.", "",
+             "| d_w | d_a | 1/(d_w d_a) | measured d_w | measured d_a | cycles | model | "
+             "model error | utilization | speedup vs dense |"
+             + (" GOP/s at Fmax |" if "gops_dense_equivalent_at_fmax" in r0 else ""),
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+             + (" ---: |" if "gops_dense_equivalent_at_fmax" in r0 else "")]
+    for r in rows:
+        dw, da = r["d_w_target"], r["d_a_target"]
+        lines.append(f"| {dw:g} | {da:g} | {1 / (dw * da):.0f} | {r['d_w']:.3f} | "
+                     f"{r['d_a']:.3f} | {_n(r['cycles'])} | {_n(r['predicted_cycles'])} | "
+                     f"{100 * r['model_error']:+.1f}% | {r['utilization']:.2f} | "
+                     f"{r['speedup_in_image']:.1f}x |"
+                     + (f" {r['gops_dense_equivalent_at_fmax']:.1f} |"
+                        if "gops_dense_equivalent_at_fmax" in r else ""))
+    to40 = [r["utilization"] for r in rows if r["d_w_target"] * r["d_a_target"] > 1 / 41]
+    at64 = [r["utilization"] for r in rows if r["d_w_target"] * r["d_a_target"] < 1 / 41]
+    worst = max(abs(r["model_error"]) for r in rows)
+    lines += ["", f"Worst utilization from 1 down to 1/40: **{min(to40):.2f}** (target 0.80)"
+              + (f"; at 1/64: **{min(at64):.2f}** (target 0.60)" if at64 else "")
+              + f"; worst model error {100 * worst:.1f} % (target 5 %). Every row: `{rel}`."]
+    return lines
+
+
+def render_target(root: Path) -> str:
+    out = []
+    for rel, cmd, title in ((f"{RESULTS}/target.json", TARGET_CMD, "Default config"),
+                            (f"{RESULTS}/target-ulx3s.json", TARGET_BOARD_CMD,
+                             "Board preset `ulx3s`")):
+        rows = _load(root, rel)
+        out += [f"**{title}.**", ""]
+        out += _missing(rel, cmd).split("\n") if rows is None else \
+            _render_target_rows(rows, rel, cmd)
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
 STUDY_CMD = "doublesparse study --json docs/results/study.json"
 
 
@@ -525,6 +572,7 @@ def _regmap():
 SECTIONS: list[Section | GeneratedFile] = [
     Section("docs/performance.md", "decoder", render_decoder),
     Section("docs/performance.md", "pe", render_pe),
+    Section("docs/performance.md", "target", render_target),
     Section("docs/performance.md", "engine", render_engine),
     Section("docs/performance.md", "sweep", render_sweep),
     Section("docs/performance.md", "synth", render_synth),

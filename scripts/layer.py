@@ -97,7 +97,8 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float,
              "d_a": float(np.count_nonzero(s.a) / s.a.size),
              "encoding": {"weights": "dense" if s.dense_weights else "sparse",
                           "activations": "dense" if s.dense_acts else "sparse"},
-             "sim": sim, "pes": cfg.pes, "multipliers": mult, "balanced": s.balance,
+             "sim": sim, "pes": cfg.pes, "multipliers": mult, "scan_width": cfg.scan_width,
+             "queue_depth": cfg.queue_depth, "balanced": s.balance,
              "error": r["error"], "error_meaning": ERROR_MEANING.get(r["error"], "?")}
     y = None
     if r["error"] == 0:

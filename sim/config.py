@@ -19,7 +19,8 @@ __all__ = ["Config", "ConfigError", "PRESETS"]
 PRESETS: dict[str, dict[str, int]] = {
     # the ULX3S-85F's ECP5: 32 PEs (32 of its 156 multipliers), memories sized to its
     # 208 block RAMs (a 64-channel activation chunk is 16 of them wide)
-    "ulx3s": {"pes": 32, "scan_width": 64, "queue_depth": 2, "act_mem_chunks": 512,
+    "ulx3s": {"pes": 32, "scan_width": 64, "out_lanes": 4, "queue_depth": 2,
+              "act_mem_chunks": 512,
               "wgt_mem_chunks": 512, "wval_mem_words": 2048, "out_mem_words": 16384,
               "max_filters": 256},
 }
@@ -59,6 +60,10 @@ class Config:
         16, 32 or 64.
     pes:
         ``P``, processing elements of the convolution engine, one multiplier each.
+    out_lanes:
+        ``L``, results the engine's output stage takes a cycle (a collector, a requantizer
+        and an output-memory bank each): 1, 2, 4 or 8, dividing ``pes``. PE p delivers to
+        lane ``p // (P / L)``, which holds the filters ``k`` with ``k mod L`` equal to it.
     multipliers:
         ``M``, multipliers of the standalone dot-product PE (``rtl/pe/``): 1, 2 or 4.
     queue_depth:
@@ -88,6 +93,7 @@ class Config:
     acc_width: int = 32
     scan_width: int = 64
     pes: int = 8
+    out_lanes: int = 1
     multipliers: int = 2
     queue_depth: int = 8
     max_channels: int = 4096
@@ -124,6 +130,11 @@ class Config:
              "must be 17..48 (the requantizer splits the accumulator at bit 16)")
         need("scan_width", self.scan_width in (16, 32, 64), "must be 16, 32 or 64")
         need("pes", 1 <= self.pes <= 64, "must be 1..64")
+        need("out_lanes", self.out_lanes in (1, 2, 4, 8), "must be 1, 2, 4 or 8")
+        need("out_lanes", self.pes % self.out_lanes == 0,
+             f"must divide pes = {self.pes} (each lane collects as many PEs)")
+        need("out_mem_words", self.out_mem_words % self.out_lanes == 0,
+             f"must be a multiple of out_lanes = {self.out_lanes} (one bank a lane)")
         need("multipliers", self.multipliers in (1, 2, 4), "must be 1, 2 or 4")
         need("multipliers", self.join_width >= 8 * self.multipliers,
              f"needs join_width >= {8 * self.multipliers} (is {self.join_width}): the PE "

@@ -112,26 +112,37 @@ def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, relu: bool 
     return np.clip(y, -128, 127).astype(np.int8)
 
 
-def schedule(w: np.ndarray, pes: int, balance: bool = True) -> list[list[int]]:
+def schedule(w: np.ndarray, pes: int, balance: bool = True, lanes: int = 1
+             ) -> list[list[int]]:
     """Assign filters to PEs: ``slots[p]`` lists PE p's filters in the order it runs them.
 
     Every PE gets ``ceil(K / P)`` slots (a missing filter is padded by the engine with an
-    empty one). With ``balance``, filters are taken by falling nonzero count and each goes
-    to the PE with the least work so far that still has a free slot (greedy LPT);
-    otherwise filter k goes to PE k mod P.
+    empty one). With ``lanes`` output lanes, PE p delivers to lane ``p // (P / lanes)``,
+    which stores the filters with ``k mod lanes`` equal to its index, so each lane's
+    filters go to its own PEs (``ceil(ceil(K / L) / (P / L)) = ceil(K / P)`` slots still
+    suffice). With ``balance``, a lane's filters are taken by falling nonzero count and
+    each goes to the lane's PE with the least work so far that still has a free slot
+    (greedy LPT); otherwise they are dealt round-robin.
     """
     K = w.shape[0]
     F = -(-K // pes)
-    if not balance:
-        return [[k for k in range(p, K, pes)] for p in range(pes)]
+    if pes % lanes:
+        raise LayerError(f"{lanes} output lanes do not divide {pes} PEs")
+    per = pes // lanes
     nnz = np.count_nonzero(w.reshape(K, -1), axis=1)
-    order = sorted(range(K), key=lambda k: (-int(nnz[k]), k))
-    load = [0] * pes
     slots: list[list[int]] = [[] for _ in range(pes)]
-    for k in order:
-        p = min((q for q in range(pes) if len(slots[q]) < F), key=lambda q: (load[q], q))
-        slots[p].append(k)
-        load[p] += int(nnz[k])
+    for ln in range(lanes):
+        mine = list(range(ln, K, lanes))
+        group = list(range(ln * per, (ln + 1) * per))
+        if not balance:
+            for i, k in enumerate(mine):
+                slots[group[i % per]].append(k)
+            continue
+        load = {q: 0 for q in group}
+        for k in sorted(mine, key=lambda k: (-int(nnz[k]), k)):
+            p = min((q for q in group if len(slots[q]) < F), key=lambda q: (load[q], q))
+            slots[p].append(k)
+            load[p] += int(nnz[k])
     return slots
 
 
@@ -216,13 +227,14 @@ def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: in
     SW, P = cfg.scan_width, cfg.pes
     nch = -(-C // SW)
     F = -(-K // P)
+    L = cfg.out_lanes
     need = {"act_mem_chunks": layer.H * layer.W * nch, "wgt_mem_chunks": F * R * S * nch,
-            "out_mem_words": K * layer.Ho * layer.Wo, "max_filters": K,
+            "out_mem_words": -(-K // L) * L * layer.Ho * layer.Wo, "max_filters": K,
             "max_reduction": C * R * S}
     for name, v in need.items():
         if v > getattr(cfg, name):
             raise LayerError(f"layer needs {name} >= {v}; config has {getattr(cfg, name)}")
-    slots = schedule(w, P, balance)
+    slots = schedule(w, P, balance, cfg.out_lanes)
     job = Job(layer, slots, F, nch, raw=requant is None, relu=relu)
     job.act = _act_words(a, SW, dense_acts)
     for p in range(P):

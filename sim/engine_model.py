@@ -13,8 +13,8 @@ broadcast and ``d[p][n]`` the cycle PE p has finished it::
 
 and the layer takes ``max_p d[p][N-1]`` plus the fixed latencies of the sequencer, the
 PE pipeline and the output stage. ``Q`` counts the engine queue, the feeder's stages and
-the PE's pair queue. Results are collected one a cycle; a PE stalls while its
-``OUT_SLOTS`` result slots all wait.
+the PE's pair queue. Each output lane collects one result a cycle from its PEs; a PE
+stalls while its ``OUT_SLOTS`` result slots all wait.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def engine_cycles(job: Job, cfg: Config,
     hist: list[float] = []            # max_p d[p][n] for the queue constraint
     # cycles the latest OUT_SLOTS results of each PE were collected, oldest first
     collected = [[-1e9] * OUT_SLOTS for _ in range(P)]
-    c_last = -1e9                     # the collector takes one result a cycle
+    LP = P // cfg.out_lanes
+    c_last = [-1e9] * cfg.out_lanes   # each lane's collector takes one result a cycle
     for n in range(N):
         b = b_prev + 1
         if n >= Q:
@@ -92,9 +93,10 @@ def engine_cycles(job: Job, cfg: Config,
                 dn[p] += wait
                 ready.append((due + wait, p))
             for t, p in sorted(ready):
-                c_last = max(c_last + 1, t)
-                collected[p] = collected[p][1:] + [c_last]
+                ln = p // LP
+                c_last[ln] = max(c_last[ln] + 1, t)
+                collected[p] = collected[p][1:] + [c_last[ln]]
         hist.append(max(dn))
         d_prev = dn
         b_prev = b
-    return int(round(max(c_last, max(d_prev)))) + ENGINE_LATENCY
+    return int(round(max(max(c_last), max(d_prev)))) + ENGINE_LATENCY

@@ -17,7 +17,12 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from doublesparse.rtl.chunk import words_of
 from doublesparse.rtl.engine import DESC, READ_LATENCY, REG, REGION
-from doublesparse.rtl.engine.regmap import REGION_SHIFT, chunk_address, entry_words
+from doublesparse.rtl.engine.regmap import (
+    REGION_SHIFT,
+    chunk_address,
+    entry_words,
+    out_index,
+)
 from doublesparse.sim.config import Config
 from doublesparse.tb.cocotb_util import start_and_reset
 
@@ -124,8 +129,13 @@ async def engine_job(dut):
             P = len(run["wgt"]) or cfg.pes
             res["pe_busy"] = [await host.read(REG["PE_BUSY"] + p) for p in range(P)]
             res["pe_macs"] = [await host.read(REG["PE_MACS"] + p) for p in range(P)]
+            # outputs in (k, y, x) order, read where regmap.out_index puts them
+            npix = desc["Ho"] * desc["Wo"]
             n = run["n_out"] if res["error"] == 0 else 0
-            raw = await host.read_many([(REGION["OUT"] << REGION_SHIFT) | i for i in range(n)])
+            raw = await host.read_many([
+                (REGION["OUT"] << REGION_SHIFT) | out_index(i // npix, i % npix, npix,
+                                                           cfg.out_lanes)
+                for i in range(n)])
             res["out"] = [v - (1 << 32) if v >> 31 else v for v in raw]
         if run.get("encode") and not res["hung"]:
             # re-encode the int8 outputs into the activation memory for the next layer

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doublesparse.scripts.cli import DEFAULT_SEED, main
+from doublesparse.scripts.cli import main
 from doublesparse.tb.runner import sim_env
 from doublesparse.tb.stimulus import FORMATS, random_tensor
 
@@ -199,29 +199,6 @@ def test_synth_block_tool_failure(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(synth_mod, "_tool", lambda name: "false")
     with pytest.raises(synth_mod.SynthError, match=r"yosys failed: .*log: .*yosys\.log"):
         synth_mod.synth_block("pe", build_dir=tmp_path / "blk")
-
-
-def test_synth_default_seed(tmp_path: Path, monkeypatch) -> None:
-    """Without --seed / --seeds the ULX3S build uses the documented default seed; --seed
-    and --seeds override it (synth itself is replaced: this checks the arguments only)."""
-    from doublesparse.scripts import synth as synth_mod
-
-    got = []
-
-    def fake(board, cfg, build_dir, mhz, seeds=None, jobs=None, progress=None, eco=True):
-        got.append((board, seeds, eco))
-        return dict.fromkeys(("fmax_mhz", "timing_met", "luts", "ffs", "multipliers",
-                              "dsp_blocks", "brams", "bitstream", "seconds"), 0)
-
-    monkeypatch.setattr(synth_mod, "synth", fake)
-    bd = str(tmp_path / "b")
-    assert main(["synth", "--build-dir", bd]) == 0
-    assert main(["synth", "--seed", "7", "--build-dir", bd]) == 0
-    assert main(["synth", "--seeds", "1,2", "--build-dir", bd]) == 0
-    assert main(["synth", "--no-eco", "--build-dir", bd]) == 0
-    assert got == [("ulx3s-85f", [DEFAULT_SEED["ulx3s-85f"]], True), ("ulx3s-85f", [7], True),
-                   ("ulx3s-85f", [1, 2], True),
-                   ("ulx3s-85f", [DEFAULT_SEED["ulx3s-85f"]], False)], got
 
 
 def test_board_netlist_location_independent(tmp_path: Path) -> None:

@@ -22,6 +22,9 @@ from doublesparse.tb.stimulus import random_tensor
 SIMS = [s for s in os.environ.get("DS_SIMS", "verilator,icarus").split(",") if s]
 SEED = int(os.environ.get("DS_SEED", "4"))
 CFG = Config(act_mem_chunks=256, wgt_mem_chunks=256, out_mem_words=1024, max_filters=32)
+# two output lanes (lane-interleaved output memory, the scheduler's lane rule, ENCODE's
+# reads across lanes)
+CFG_LANES = CFG.replace(pes=4, out_lanes=2)
 
 
 def _naive_conv(w, a, stride, pad):
@@ -106,11 +109,14 @@ def test_engine_layers(sim: str) -> None:
         assert np.array_equal(np.array(t["out"]).reshape(refs[0][1].shape), refs[0][1])
 
 
+@pytest.mark.parametrize("lanes", [1, 2])
 @pytest.mark.parametrize("sim", SIMS)
-def test_layers_chain_through_encode(sim: str) -> None:
+def test_layers_chain_through_encode(sim: str, lanes: int) -> None:
     """Layer 1 (requantized int8) is re-encoded in hardware into the activation memory;
     layer 2 runs on it without the host loading activations, and must equal the golden
-    model applied to the golden layer-1 output. A raw job refuses to encode."""
+    model applied to the golden layer-1 output. A raw job refuses to encode. With two
+    output lanes (``CFG_LANES``) too."""
+    CFG = {1: globals()["CFG"], 2: CFG_LANES}[lanes]
     rng = np.random.default_rng(SEED + 7)
     w1 = random_tensor(rng, (12, 20, 3, 3), 0.4)
     a1 = random_tensor(rng, (20, 5, 6), 0.6)

@@ -279,15 +279,19 @@ def test_feeder_prejoin(p_valid, p_ready) -> None:
 
 # ---------------------------------------------------------------- collector
 @pytest.mark.parametrize("p_valid", [1.0, 0.5, 0.1])
-def test_collector_slots_and_pixels(p_valid) -> None:
-    rng = _rng(f"coll{p_valid}")
-    cfg = CFG.replace(pes=3)
-    dut = ResultCollector(cfg)
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_collector_slots_and_pixels(p_valid, lanes) -> None:
+    """The collector of the last lane: its PEs' results with the KMAP slots of those
+    PEs (global PE index) and the pixels."""
+    rng = _rng(f"coll{p_valid}{lanes}")
+    cfg = CFG.replace(pes=3 * lanes, out_lanes=lanes)
+    n, first = cfg.pes // lanes, (lanes - 1) * (cfg.pes // lanes)
+    dut = ResultCollector(cfg, first=first)
     F, npix, FM = 2, 7, fmax_slots(cfg)
     rl, cl = result_layout(cfg.acc_width), collected_layout(cfg)
-    vals = [[int(v) for v in rng.integers(-2**31, 2**31, F * npix)] for _ in range(cfg.pes)]
-    want = {p: [pack(cl, acc=v, slot=p * FM + i % F, pix=i // F) for i, v in enumerate(vals[p])]
-            for p in range(cfg.pes)}
+    vals = [[int(v) for v in rng.integers(-2**31, 2**31, F * npix)] for _ in range(n)]
+    want = {p: [pack(cl, acc=v, slot=(first + p) * FM + i % F, pix=i // F)
+                for i, v in enumerate(vals[p])] for p in range(n)}
 
     async def bench(ctx):
         ctx.set(dut.desc.f, F)
@@ -297,16 +301,16 @@ def test_collector_slots_and_pixels(p_valid) -> None:
         await ctx.tick()
         ctx.set(dut.start, 0)
         srcs = [Source(dut.i[p], [pack(rl, value=v) for v in vals[p]], rng, p_valid)
-                for p in range(cfg.pes)]
+                for p in range(n)]
         sink = Sink(dut.o, rng, 1.0, "collected")
         for t in range(200 * F * npix):
             _cycle(ctx, srcs, [sink], t)
             await ctx.tick()
-            if len(sink.got) == cfg.pes * F * npix:
+            if len(sink.got) == n * F * npix:
                 break
-        by_pe = {p: [g for g in sink.got if unpack(cl, g)["slot"] // FM == p]
-                 for p in range(cfg.pes)}
-        for p in range(cfg.pes):
+        by_pe = {p: [g for g in sink.got if unpack(cl, g)["slot"] // FM == first + p]
+                 for p in range(n)}
+        for p in range(n):
             for i, (g, w) in enumerate(zip(by_pe[p], want[p], strict=False)):
                 assert g == w, f"PE {p} result {i}: RTL {unpack(cl, g)}, want {unpack(cl, w)}"
             assert len(by_pe[p]) == len(want[p]), f"PE {p}: {len(by_pe[p])} results"
@@ -316,9 +320,12 @@ def test_collector_slots_and_pixels(p_valid) -> None:
 
 # ---------------------------------------------------------------- requantizer
 @pytest.mark.parametrize("mode", [0, 1, 2])      # requant, raw, requant + ReLU
-def test_requantizer(mode) -> None:
-    rng = _rng(f"rq{mode}")
-    cfg = CFG
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_requantizer(mode, lanes) -> None:
+    """One lane's requantizer: with L lanes its filters are those with k mod L equal to
+    the lane (here lane L - 1), written at (k // L) * Ho * Wo + pixel of its bank."""
+    rng = _rng(f"rq{mode}{lanes}")
+    cfg = CFG.replace(out_lanes=lanes)
     dut = Requantizer(cfg)
     kmem = RAM(kmap_bits(cfg), cfg.pes * fmax_slots(cfg))
     mmem = RAM(signed(16), cfg.max_filters)
@@ -326,7 +333,10 @@ def test_requantizer(mode) -> None:
     top = _bench(dut, {"kmap": kmem, "mult": mmem, "shift": smem},
                  {"kmap": "kmap_rd", "mult": "mult_rd", "shift": "shift_rd"})
     K, npix, nslots = 10, 5, cfg.pes * fmax_slots(cfg)
-    kmap = [int(k) for k in rng.integers(0, K + 3, nslots)]      # some empty slots (>= K)
+    # the lane's filters, and some empty slots (>= K)
+    kmap = [int(k) for k in rng.integers(0, K + 3, nslots)]
+    kmap = [k if k >= K else (k // lanes) * lanes + lanes - 1 for k in kmap]
+    kmap = [k if k < K or k >= K + 3 else K + 1 for k in kmap]
     mult = [int(v) for v in rng.integers(-300, 300, cfg.max_filters)]
     shift = [int(v) for v in rng.integers(0, 20, cfg.max_filters)]
     cl = collected_layout(cfg)
@@ -343,7 +353,7 @@ def test_requantizer(mode) -> None:
         else:
             y = int(requantize(np.array([acc]), np.array([mult[k]]), np.array([shift[k]]),
                                relu=mode == 2)[0]) & 0xFFFFFFFF
-        want.append((k * npix + pix, y))
+        want.append(((k // lanes) * npix + pix, y))
 
     async def bench(ctx):
         for mem, vals in ((kmem, kmap), (mmem, mult), (smem, shift)):
@@ -374,9 +384,13 @@ def test_requantizer(mode) -> None:
 # ---------------------------------------------------------------- re-encoder
 @pytest.mark.parametrize("K,Ho,Wo,room", [(20, 3, 2, 64), (16, 2, 2, 64), (5, 1, 3, 64),
                                           (33, 2, 3, 10)])
-def test_reencoder_chunks(K, Ho, Wo, room) -> None:
-    rng = _rng(f"enc{K}{Ho}{Wo}")
-    cfg = CFG.replace(act_mem_chunks=max(16, room))
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_reencoder_chunks(K, Ho, Wo, room, lanes) -> None:
+    """The output memory holds (k, pixel) at regmap.out_index (lanes interleaved)."""
+    from doublesparse.rtl.engine.regmap import out_index
+
+    rng = _rng(f"enc{K}{Ho}{Wo}{lanes}")
+    cfg = CFG.replace(act_mem_chunks=max(16, room), out_lanes=lanes)
     J = cfg.scan_width
     dut = ReEncoder(cfg)
     out = BankedMemory(32, cfg.out_mem_words, bank_depth=64, stages=2)
@@ -394,7 +408,11 @@ def test_reencoder_chunks(K, Ho, Wo, room) -> None:
     fits = len(want) <= cfg.act_mem_chunks
 
     async def bench(ctx):
-        await _fill(ctx, out.w, [int(v) & 0xFFFFFFFF for v in y.reshape(-1)])
+        flat = [0] * cfg.out_mem_words
+        for k in range(K):
+            for pix in range(Ho * Wo):
+                flat[out_index(k, pix, Ho * Wo, lanes)] = int(y[k].reshape(-1)[pix]) & 0xFFFFFFFF
+        await _fill(ctx, out.w, flat)
         _set_desc(ctx, dut.desc, k=K, ho=Ho, wo=Wo)
         await ctx.tick()
         ctx.set(dut.go, 1)
@@ -437,7 +455,8 @@ def ref_check(cfg, d):
            or C > cfg.max_channels
            or H * W * d["nch"] > cfg.act_mem_chunks
            or d["f"] * R * S * d["nch"] > cfg.wgt_mem_chunks
-           or K * d["ho"] * d["wo"] > cfg.out_mem_words or C * R * S > cfg.max_reduction)
+           or -(-K // cfg.out_lanes) * cfg.out_lanes * d["ho"] * d["wo"] > cfg.out_mem_words
+           or C * R * S > cfg.max_reduction)
     return int(shape), int(bad), int(big)
 
 

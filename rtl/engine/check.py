@@ -101,7 +101,11 @@ class DescriptorCheck(wiring.Component):
         rs = mul_reg(d["R"][0:4], d["S"][0:4], 8, "rs")
         p_hw = mul_reg(v16["H"], v16["W"], 32, "p_hw")
         p_frs = mul_reg(v16["F"], rs, 24, "p_frs")
-        p_kho = mul_reg(v16["K"], v16["HO"], 32, "p_kho")
+        # outputs take ceil(K / L) * L channels' room (each lane holds K / L of them)
+        L = cfg.out_lanes
+        k_up = Signal(17)
+        m.d.comb += k_up.eq((v16["K"] + (L - 1)) & ~(L - 1))
+        p_kho = mul_reg(k_up, v16["HO"], 33, "p_kho")
         npix = mul_reg(v16["HO"], v16["WO"], 32, "npix")
         red_need = mul_reg(v16["C"], rs, 24, "red_need")
         act_need = mul_wide(p_hw, v16["NCH"], "act_need")

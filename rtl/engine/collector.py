@@ -1,4 +1,5 @@
-"""The result collector: P result streams in, one collected result a cycle out.
+"""The result collector of an output lane: its PEs' result streams in, one collected
+result a cycle out.
 
 Each PE's results first enter a two-entry buffer beside the collector whose ``ready`` to
 the PE is a register (fewer than two entries): no path runs from one PE's output through
@@ -9,7 +10,9 @@ granted value is an AND-OR of the heads. Stage W registers the granted result an
 grant; per-PE counters (filter slot j, output pixel) move on the registered grant, and
 stage X registers the result with its KMAP slot ``p * fmax_slots + j`` and pixel.
 
-PE p's results arrive in sequencer order: for each pixel, its slots j = 0 .. F - 1.
+PE p's results arrive in sequencer order: for each pixel, its slots j = 0 .. F - 1. The
+engine has ``out_lanes`` collectors; the one of lane l takes PEs ``l * n .. l * n + n - 1``
+(``n = lane_pes(cfg)``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...sim.config import Config
 from ..spe import result_layout
-from .layouts import collected_layout, fmax_slots, out_addr_bits
+from .layouts import collected_layout, fmax_slots, lane_addr_bits, lane_pes
 from .regmap import desc_layout
 
 __all__ = ["ResultCollector", "COLLECT_STAGES", "COLLECT_BUFFER"]
@@ -37,10 +40,13 @@ class ResultCollector(wiring.Component):
     Parameters
     ----------
     cfg : Config
+    first : int
+        Index of the first PE this collector takes (its slots start at
+        ``first * fmax_slots``).
 
     Members
     -------
-    i : In(stream.Signature(result_layout(acc_width))).array(P)
+    i : In(stream.Signature(result_layout(acc_width))).array(lane_pes(cfg))
         The PEs' results; ``ready`` is a flip-flop.
     o : Out(stream.Signature(collected_layout(cfg), always_ready=True))
         One result a cycle at most.
@@ -50,10 +56,10 @@ class ResultCollector(wiring.Component):
         Pulse: every PE's next result is slot 0 of pixel 0.
     """
 
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
+    def __init__(self, cfg: Config, first: int = 0):
+        self.cfg, self.first = cfg, first
         super().__init__({
-            "i": In(stream.Signature(result_layout(cfg.acc_width))).array(cfg.pes),
+            "i": In(stream.Signature(result_layout(cfg.acc_width))).array(lane_pes(cfg)),
             "o": Out(stream.Signature(collected_layout(cfg), always_ready=True)),
             "desc": In(desc_layout()), "start": In(1),
         })
@@ -61,7 +67,8 @@ class ResultCollector(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        P, FM, acc_w = cfg.pes, fmax_slots(cfg), cfg.acc_width
+        P, FM, acc_w = lane_pes(cfg), fmax_slots(cfg), cfg.acc_width
+        first = self.first
         F = self.desc.f[0:16]
         k_f1 = Signal()
         m.d.sync += k_f1.eq(F == 1)
@@ -125,10 +132,11 @@ class ResultCollector(wiring.Component):
         # stage X
         x_valid = Signal()
         x_acc = Signal(signed(acc_w))
-        x_slot = Signal(range(P * FM))
-        x_pix = Signal(out_addr_bits(cfg))
+        x_slot = Signal(range(cfg.pes * FM))
+        x_pix = Signal(lane_addr_bits(cfg))
         m.d.sync += [x_valid.eq(w_valid), x_acc.eq(w_acc),
-                     x_slot.eq(by_sel([p * FM + res_j[p] for p in range(P)], w_grant)),
+                     x_slot.eq(by_sel([(first + p) * FM + res_j[p] for p in range(P)],
+                                      w_grant)),
                      x_pix.eq(by_sel(res_pix, w_grant))]
         m.d.comb += [self.o.valid.eq(x_valid), self.o.payload.acc.eq(x_acc),
                      self.o.payload.slot.eq(x_slot), self.o.payload.pix.eq(x_pix)]

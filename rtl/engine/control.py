@@ -43,9 +43,11 @@ class Control(wiring.Component):
         The descriptor check's flags.
     total : In(48)
         Results the job produces (taken at ``go``).
-    seq_running, retired, pe_fault, enc_overflow, enc_finished : In(1)
-        The sequencer has steps left; a result retired this cycle; a PE flagged an error;
-        the re-encoder overflowed / is finished.
+    seq_running, pe_fault, enc_overflow, enc_finished : In(1)
+        The sequencer has steps left; a PE flagged an error; the re-encoder overflowed /
+        is finished.
+    retired : In(4)
+        Results retired this cycle (one per output lane at most).
     busy, done : Out(1)
     error : Out(EngineError)
     cycles : Out(32)
@@ -57,7 +59,7 @@ class Control(wiring.Component):
         super().__init__({
             "start": In(1), "encode": In(1), "raw": In(1),
             "bad_shape": In(1), "bad_desc": In(1), "too_big": In(1), "total": In(48),
-            "seq_running": In(1), "retired": In(1), "pe_fault": In(1),
+            "seq_running": In(1), "retired": In(4), "pe_fault": In(1),
             "enc_overflow": In(1), "enc_finished": In(1),
             "busy": Out(1), "done": Out(1), "error": Out(EngineError), "cycles": Out(32),
             "load": Out(1), "prime": Out(1), "go": Out(1), "pe_clear": Out(1),
@@ -70,8 +72,7 @@ class Control(wiring.Component):
         results = Signal(32)
         total = Signal(32)
         settle = Signal(range(SETTLE_CYCLES))
-        with m.If(self.retired):
-            m.d.sync += results.eq(results + 1)
+        m.d.sync += results.eq(results + self.retired)
         m.d.sync += self.pe_clear.eq(0)
         with m.FSM():
             with m.State("IDLE"):

@@ -18,14 +18,14 @@ finished chunk is registered before it is written.
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...sim.config import Config
 from ..chunk import chunk_bits, chunk_word_layout
 from ..mem import ReadPortSignature, WritePortSignature, addr_bits
-from .layouts import out_addr_bits
+from .layouts import lane_bits, out_addr_bits
 from .regmap import desc_layout
 
 __all__ = ["ReEncoder"]
@@ -72,7 +72,9 @@ class ReEncoder(wiring.Component):
         e_pix, e_npix = Signal(32), Signal(32)
         e_ch = Signal(16)                  # channel, running past K to the end of the chunk
         e_lane = Signal(range(J))
-        e_rd = Signal(32)                  # read address ch * Npix + pix
+        lb, L = lane_bits(cfg), cfg.out_lanes
+        e_rd = Signal(32)                  # (ch / L) * Npix + pix: the address in a lane
+        e_ol = Signal(max(1, lb))          # ch mod L: the output lane (regmap.out_index)
         q_v, q_valid, q_end = Signal(), Signal(), Signal()     # read issued last cycle
         q_lane = Signal(range(J))
         e_mask = Signal(J)
@@ -89,20 +91,24 @@ class ReEncoder(wiring.Component):
             m.d.sync += e_ch_end.eq(Mux(pixel_end, d.k <= 1, e_ch + 2 >= d.k))
         with m.If(go):
             m.d.sync += [enc_on.eq(1), e_pix.eq(0), e_ch.eq(0), e_lane.eq(0), e_rd.eq(0),
+                         e_ol.eq(0),
                          e_npix.eq(d.ho[0:16] * d.wo[0:16]), e_addr.eq(0),
                          e_mask.eq(0), e_vals.eq(0), q_v.eq(0)]
         with m.Elif(enc_on):
             m.d.sync += [q_v.eq(1), q_valid.eq(e_ch < d.k), q_lane.eq(e_lane),
                          q_end.eq(chunk_end), e_lane.eq(Mux(chunk_end, 0, e_lane + 1))]
             with m.If(pixel_end):
-                m.d.sync += [e_ch.eq(0), e_pix.eq(e_pix + 1), e_rd.eq(e_pix + 1)]
+                m.d.sync += [e_ch.eq(0), e_pix.eq(e_pix + 1), e_rd.eq(e_pix + 1), e_ol.eq(0)]
                 with m.If(e_pix_last):
                     m.d.sync += enc_on.eq(0)
+            with m.Elif((e_ol == L - 1) if L > 1 else 1):
+                m.d.sync += [e_ch.eq(e_ch + 1), e_rd.eq(e_rd + e_npix), e_ol.eq(0)]
             with m.Else():
-                m.d.sync += [e_ch.eq(e_ch + 1), e_rd.eq(e_rd + e_npix)]
+                m.d.sync += [e_ch.eq(e_ch + 1), e_ol.eq(e_ol + 1)]
         with m.Else():
             m.d.sync += q_v.eq(0)
-        m.d.comb += [self.out_rd.addr.eq(e_rd), self.out_rd.en.eq(enc_on)]
+        m.d.comb += [self.out_rd.addr.eq(Cat(e_ol[:lb], e_rd) if lb else e_rd),
+                     self.out_rd.en.eq(enc_on)]
         # RN, RB: the read in the memory's near and bank registers; RQ: registered after
         # the bank select (rn_nz: a channel below K)
         rn_v, rn_nz, rn_end = Signal(), Signal(), Signal()

@@ -19,7 +19,7 @@ from amaranth.lib.wiring import Out
 
 from ...sim.config import Config
 from ..chunk import chunk_bits
-from ..mem import RAM, BankedMemory
+from ..mem import RAM, BankedMemory, LaneMemory
 from ..spe import SPE
 from .address import AddressPipeline
 from .broadcast import Broadcast
@@ -29,7 +29,7 @@ from .control import Control
 from .encoder import ReEncoder
 from .feeder import Feeder
 from .host import HostPort
-from .layouts import fmax_slots, kmap_bits, wgt_entry_layout
+from .layouts import fmax_slots, kmap_bits, lane_pes, wgt_entry_layout
 from .regmap import HostSignature
 from .requant import Requantizer
 from .sequencer import Sequencer
@@ -66,15 +66,21 @@ class Engine(wiring.Component):
 
         # memories
         m.submodules.act_mem = act_mem = BankedMemory(CW, cfg.act_mem_chunks, stages=2)
-        m.submodules.out_mem = out_mem = BankedMemory(32, cfg.out_mem_words, stages=2)
+        L, LP = cfg.out_lanes, lane_pes(cfg)
+        m.submodules.out_mem = out_mem = LaneMemory(32, cfg.out_mem_words, L, stages=2)
         wgt_mem = [RAM(wgt_entry_layout(cfg), cfg.wgt_mem_chunks) for _ in range(P)]
         wval_mem = [RAM(signed(8), cfg.wval_mem_words) for _ in range(P)]
         for p in range(P):
             m.submodules[f"wgt_mem{p}"] = wgt_mem[p]
             m.submodules[f"wval_mem{p}"] = wval_mem[p]
-        m.submodules.kmap_mem = kmap_mem = RAM(kmap_bits(cfg), P * fmax_slots(cfg))
-        m.submodules.mult_mem = mult_mem = RAM(signed(16), cfg.max_filters)
-        m.submodules.shift_mem = shift_mem = RAM(6, cfg.max_filters)
+        # the requantizers' tables, one copy a lane (the host writes every copy)
+        kmap_mem = [RAM(kmap_bits(cfg), P * fmax_slots(cfg)) for _ in range(L)]
+        mult_mem = [RAM(signed(16), cfg.max_filters) for _ in range(L)]
+        shift_mem = [RAM(6, cfg.max_filters) for _ in range(L)]
+        for ln in range(L):
+            m.submodules[f"kmap_mem{ln}"] = kmap_mem[ln]
+            m.submodules[f"mult_mem{ln}"] = mult_mem[ln]
+            m.submodules[f"shift_mem{ln}"] = shift_mem[ln]
 
         # components
         m.submodules.host = host = HostPort(cfg)
@@ -88,36 +94,44 @@ class Engine(wiring.Component):
         for p in range(P):
             m.submodules[f"feeder{p}"] = feeders[p]
             m.submodules[f"pe{p}"] = pes[p]
-        m.submodules.collector = coll = ResultCollector(cfg)
-        m.submodules.requant = rq = Requantizer(cfg)
+        colls = [ResultCollector(cfg, first=ln * LP) for ln in range(L)]
+        rqs = [Requantizer(cfg) for _ in range(L)]
+        for ln in range(L):
+            m.submodules[f"collector{ln}"] = colls[ln]
+            m.submodules[f"requant{ln}"] = rqs[ln]
         m.submodules.encoder = enc = ReEncoder(cfg)
 
         # host side
         wiring.connect(m, wiring.flipped(self.host), host.host)
         wiring.connect(m, host.act_wr, act_mem.w)
-        wiring.connect(m, host.kmap_wr, kmap_mem.w)
-        wiring.connect(m, host.mult_wr, mult_mem.w)
-        wiring.connect(m, host.shift_wr, shift_mem.w)
+        for ln in range(L):
+            for port, mem in ((host.kmap_wr, kmap_mem[ln]), (host.mult_wr, mult_mem[ln]),
+                              (host.shift_wr, shift_mem[ln])):
+                m.d.comb += [mem.w.addr.eq(port.addr), mem.w.data.eq(port.data),
+                             mem.w.en.eq(port.en)]
         wiring.connect(m, host.out_rd, out_mem.r)
         wiring.connect(m, enc.act_wr, host.enc_wr)
         wiring.connect(m, enc.out_rd, host.enc_rd)
         desc = host.desc
         m.d.comb += [check.desc.eq(desc), seq.desc.eq(desc), addr.desc.eq(desc),
-                     coll.desc.eq(desc), rq.desc.eq(desc), enc.desc.eq(desc)]
+                     enc.desc.eq(desc)]
+        for ln in range(L):
+            m.d.comb += [colls[ln].desc.eq(desc), rqs[ln].desc.eq(desc),
+                         colls[ln].start.eq(ctl.go), rqs[ln].start.eq(ctl.go),
+                         rqs[ln].npix.eq(check.npix)]
 
         # control
         m.d.comb += [
             ctl.start.eq(host.start), ctl.encode.eq(host.encode), ctl.raw.eq(desc.mode[0]),
             ctl.bad_shape.eq(check.bad_shape), ctl.bad_desc.eq(check.bad_desc),
             ctl.too_big.eq(check.too_big), ctl.total.eq(check.total),
-            ctl.seq_running.eq(seq.running), ctl.retired.eq(rq.retired),
+            ctl.seq_running.eq(seq.running), ctl.retired.eq(sum(r.retired for r in rqs)),
             ctl.pe_fault.eq(0),
             ctl.enc_overflow.eq(enc.overflow), ctl.enc_finished.eq(enc.finished),
             host.busy.eq(ctl.busy), host.done.eq(ctl.done), host.error.eq(ctl.error),
             host.cycles.eq(ctl.cycles),
             seq.load.eq(ctl.load), seq.prime.eq(ctl.prime), seq.start.eq(ctl.go),
             addr.start.eq(ctl.go), addr.rs.eq(check.rs),
-            coll.start.eq(ctl.go), rq.start.eq(ctl.go), rq.npix.eq(check.npix),
             enc.go.eq(ctl.enc_go),
             self.busy.eq(ctl.busy | host.start | host.encode), self.done.eq(ctl.done),
         ]
@@ -132,14 +146,15 @@ class Engine(wiring.Component):
             wiring.connect(m, feeders[p].wgt_rd, wgt_mem[p].r)
             wiring.connect(m, feeders[p].o, pes[p].i)
             wiring.connect(m, pes[p].wval_rd, wval_mem[p].r)
-            wiring.connect(m, pes[p].o, coll.i[p])
+            wiring.connect(m, pes[p].o, colls[p // LP].i[p % LP])
             wiring.connect(m, host.wgt_wr[p], wgt_mem[p].w)
             wiring.connect(m, host.wval_wr[p], wval_mem[p].w)
             m.d.comb += [pes[p].clear.eq(ctl.pe_clear), host.pe_busy[p].eq(pes[p].busy_cycles),
                          host.pe_macs[p].eq(pes[p].macs)]
-        wiring.connect(m, coll.o, rq.i)
-        wiring.connect(m, rq.kmap_rd, kmap_mem.r)
-        wiring.connect(m, rq.mult_rd, mult_mem.r)
-        wiring.connect(m, rq.shift_rd, shift_mem.r)
-        wiring.connect(m, rq.out_wr, out_mem.w)
+        for ln in range(L):
+            wiring.connect(m, colls[ln].o, rqs[ln].i)
+            wiring.connect(m, rqs[ln].kmap_rd, kmap_mem[ln].r)
+            wiring.connect(m, rqs[ln].mult_rd, mult_mem[ln].r)
+            wiring.connect(m, rqs[ln].shift_rd, shift_mem[ln].r)
+            wiring.connect(m, rqs[ln].out_wr, out_mem.w[ln])
         return m

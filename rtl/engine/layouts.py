@@ -11,7 +11,7 @@ from ..spe import wval_addr_bits
 
 __all__ = ["fmax_slots", "act_addr_bits", "wgt_addr_bits", "out_addr_bits", "kmap_bits",
            "STEP_LAYOUT", "entry_layout", "collected_layout", "wgt_entry_layout",
-           "pack_wgt_entry"]
+           "pack_wgt_entry", "lane_bits", "lane_addr_bits", "lane_pes"]
 
 
 def fmax_slots(cfg: Config) -> int:
@@ -29,6 +29,21 @@ def wgt_addr_bits(cfg: Config) -> int:
 
 def out_addr_bits(cfg: Config) -> int:
     return (cfg.out_mem_words - 1).bit_length()
+
+
+def lane_bits(cfg: Config) -> int:
+    """Bits of an output lane's index (``log2 out_lanes``)."""
+    return (cfg.out_lanes - 1).bit_length()
+
+
+def lane_addr_bits(cfg: Config) -> int:
+    """Address bits of one output lane's bank (``out_mem_words / out_lanes`` words)."""
+    return max(1, (cfg.out_mem_words // cfg.out_lanes - 1).bit_length())
+
+
+def lane_pes(cfg: Config) -> int:
+    """PEs a lane collects: PE p delivers to lane ``p // lane_pes``."""
+    return cfg.pes // cfg.out_lanes
 
 
 def kmap_bits(cfg: Config) -> int:
@@ -72,4 +87,4 @@ def collected_layout(cfg: Config) -> data.StructLayout:
     ``p * fmax_slots + j``) and its output pixel."""
     return data.StructLayout({"acc": signed(cfg.acc_width),
                               "slot": range(cfg.pes * fmax_slots(cfg)),
-                              "pix": out_addr_bits(cfg)})
+                              "pix": lane_addr_bits(cfg)})

@@ -26,8 +26,8 @@ from ..chunk import chunk_bits, host_words
 __all__ = ["EngineError", "ERROR_MEANING", "Field", "Register", "Region", "REGISTERS",
            "REGIONS", "REG", "REGION", "DESC", "desc_layout", "HostSignature", "REGION_SHIFT",
            "CSR_SPAN",
-           "chunk_word_bits", "entry_words", "chunk_address", "max_pes", "markdown_tables",
-           "c_header"]
+           "chunk_word_bits", "entry_words", "chunk_address", "out_index", "max_pes",
+           "markdown_tables", "c_header"]
 
 
 class EngineError(enum.IntEnum, shape=4):
@@ -104,7 +104,8 @@ REGIONS: tuple[Region, ...] = (
                            "(a value >= K marks an empty slot)"),
     Region("MULT", 3, "W", "requant multiplier of output channel `k` at `k` (int16)"),
     Region("SHIFT", 4, "W", "requant shift of output channel `k` at `k` (0..47)"),
-    Region("OUT", 5, "R", "output word `i` (int32 raw, or int8 sign-extended)"),
+    Region("OUT", 5, "R", "output `(k, y, x)` at `((k / L) * Ho * Wo + y * Wo + x) * L + "
+                          "k mod L` with L = `out_lanes` (int32 raw, or int8 sign-extended)"),
     Region("WGT", 16, "W", "weight chunk `e` of PE `p` (its mask, then the WVAL address of "
                            "its first nonzero), word `w`", per_pe=True, chunks=True),
     Region("WVAL", 48, "W", "weight value `v` of PE `p` (int8, the nonzeros of its weight "
@@ -196,6 +197,12 @@ def chunk_address(region: str, entry: int, word: int, cfg: Config, pe: int = 0) 
     if not 0 <= word < n:
         raise ValueError(f"word {word}: an entry of {region} has {n} words")
     return ((reg.base + pe) << REGION_SHIFT) | entry << chunk_word_bits(cfg) | word
+
+
+def out_index(k: int, pix: int, npix: int, lanes: int) -> int:
+    """OUT word of output channel ``k`` at pixel ``pix`` (of ``npix = Ho * Wo``): lane
+    ``k mod lanes`` holds the channels it writes, ``k // lanes`` after one another."""
+    return ((k // lanes) * npix + pix) * lanes + k % lanes
 
 
 def HostSignature() -> wiring.Signature:

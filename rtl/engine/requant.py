@@ -2,7 +2,9 @@
 
 For a result of filter slot ``slot`` and pixel ``pix`` it reads the filter index k
 (``KMAP[slot]``; a value >= K marks an empty slot, whose result is dropped), then k's
-multiplier and shift, and writes the output word at ``k * Ho * Wo + pix``: the raw int32
+multiplier and shift, and writes the output word at ``(k / L) * Ho * Wo + pix`` of its
+lane's bank (L = ``out_lanes``; the lane holds the filters with ``k mod L`` equal to its
+index, so ``k / L`` is a shift): the raw int32
 accumulator (MODE bit 0) or::
 
     y = (acc * mult[k] + 2^(shift[k] - 1)) >> shift[k]     (arithmetic shift; no rounding
@@ -27,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...sim.config import Config
 from ..mem import ReadPortSignature, WritePortSignature, addr_bits
-from .layouts import collected_layout, fmax_slots, kmap_bits, out_addr_bits
+from .layouts import collected_layout, fmax_slots, kmap_bits, lane_addr_bits, lane_bits
 from .regmap import desc_layout
 
 __all__ = ["Requantizer", "REQUANT_STAGES"]
@@ -49,8 +51,8 @@ class Requantizer(wiring.Component):
     i : In(stream.Signature(collected_layout(cfg), always_ready=True))
     kmap_rd, mult_rd, shift_rd : Out(ReadPortSignature(...))
         The KMAP (filter of each slot), MULT (int16) and SHIFT (0..47) memories.
-    out_wr : Out(WritePortSignature(out_addr_bits(cfg), 32))
-        The output memory.
+    out_wr : Out(WritePortSignature(lane_addr_bits(cfg), 32))
+        The lane's bank of the output memory.
     retired : Out(1)
         A result left the pipeline this cycle (written, or dropped for an empty slot).
     desc : In(desc_layout())
@@ -68,7 +70,7 @@ class Requantizer(wiring.Component):
             "kmap_rd": Out(ReadPortSignature(addr_bits(nslots), kmap_bits(cfg))),
             "mult_rd": Out(ReadPortSignature(addr_bits(cfg.max_filters), signed(16))),
             "shift_rd": Out(ReadPortSignature(addr_bits(cfg.max_filters), 6)),
-            "out_wr": Out(WritePortSignature(out_addr_bits(cfg), 32)),
+            "out_wr": Out(WritePortSignature(lane_addr_bits(cfg), 32)),
             "retired": Out(1),
             "desc": In(desc_layout()), "npix": In(32), "start": In(1),
         })
@@ -76,7 +78,8 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, d = self.cfg, self.desc
-        acc_w, oa_bits, kb = cfg.acc_width, out_addr_bits(cfg), kmap_bits(cfg)
+        acc_w, oa_bits, kb = cfg.acc_width, lane_addr_bits(cfg), kmap_bits(cfg)
+        lb = lane_bits(cfg)
         npix = Signal(32)
         with m.If(self.start):
             m.d.sync += npix.eq(self.npix)
@@ -110,7 +113,7 @@ class Requantizer(wiring.Component):
                      b_lo.eq(z2_acc[0:16] * z_mult),
                      b_hi.eq(z2_acc[16:].as_signed() * z_mult),
                      b_rnd.eq((Const(1, 48) << z_shift) >> 1),    # 2**(shift-1), 0 if 0
-                     b_shift.eq(z_shift), b_kp.eq(z2_k * npix[0:oa_bits]), b_pix.eq(z2_pix)]
+                     b_shift.eq(z_shift), b_kp.eq((z2_k >> lb) * npix[0:oa_bits]), b_pix.eq(z2_pix)]
         c_valid, c_keep = Signal(), Signal()
         c_lo, c_hi = Signal(signed(49)), Signal(signed(acc_w))
         c_shift, c_acc, c_addr = Signal(6), Signal(signed(acc_w)), Signal(oa_bits)
