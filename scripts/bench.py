@@ -192,7 +192,7 @@ def bench_engine(cfg: Config, sim: str = "verilator", seed: int = 1,
     rows = []
     layers = ENGINE_LAYERS[:1] if quick else ENGINE_LAYERS
     print(f"engine benchmark: {cfg.pes} PEs (one multiplier each), S = {cfg.scan_width}, "
-          f"queues {cfg.queue_depth}; RTL under {sim}, seed {seed}")
+          f"{cfg.out_lanes} output lane(s); RTL under {sim}, seed {seed}")
     hdr = (f"{'layer':14} {'d_w':>5} {'d_a':>5} {'cycles':>8} {'model':>8} {'err%':>6} "
            f"{'util':>5} {'speedup':>7} {'bound':>6} {'macs max/mean':>13} {'busy':>6} "
            f"{'unbal. cycles':>13} {'unbal. macs max/mean':>20}")

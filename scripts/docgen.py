@@ -284,8 +284,8 @@ def render_engine(root: Path) -> str:
     r0 = rows[0]
     mult_total = r0["multipliers"]
     lines = [f"Reproduce: `{ENGINE_CMD}` (default config: {r0['pes']} PEs, one multiplier "
-             f"each, S = {r0.get('scan_width', '?')}, queues of {r0.get('queue_depth', '?')}; "
-             f"{r0['sim']}; seed 1). Every layer "
+             f"each, S = {r0.get('scan_width', '?')}, {r0.get('out_lanes', 1)} output "
+             f"lane(s); {r0['sim']}; seed 1). Every layer "
              f"is checked bit-exact against the golden model, with and without the "
              f"scheduler.", "",
              "| layer | K x C x R x S, H x W, stride, pad | d_w | d_a | cycles | model | "
@@ -351,8 +351,8 @@ def render_synth(root: Path) -> str:
         rows.append(("block-RAM register ECO", "on (`--eco`)" if r["eco"] else "off"))
     if r.get("seconds"):
         rows.append(("build time", f"{_n(round(r['seconds']))} s"))
-    desc = ", ".join(f"{k} {cfg[k]}" for k in ("pes", "scan_width", "out_lanes",
-                                                 "queue_depth") if k in cfg)
+    desc = ", ".join(f"{k} {cfg[k]}" for k in ("pes", "scan_width", "out_lanes")
+                     if k in cfg)
     lines = [f"Reproduce: `{SYNTH_CMD}`" + (f" (config: {desc})" if desc else "") + ".", "",
              "| figure | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in rows]
@@ -470,7 +470,7 @@ TARGET_BOARD_CMD = ("doublesparse bench target --config ulx3s "
 def _render_target_rows(rows: list[dict], rel: str, cmd: str) -> list[str]:
     r0 = rows[0]
     lines = [f"Reproduce: `{cmd}` ({r0['pes']} PEs, one multiplier each, S = "
-             f"{r0.get('scan_width', '?')}, queues of {r0.get('queue_depth', '?')}; "
+             f"{r0.get('scan_width', '?')}, {r0.get('out_lanes', 1)} output lane(s); "
              f"{r0['sim']}; every point checked bit-exact against the golden model). "
              f"Utilization = effectual MACs / (multipliers x cycles); speedup = dense cycles "
              f"over the taps inside the image / cycles.", "",

@@ -98,7 +98,7 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float,
              "encoding": {"weights": "dense" if s.dense_weights else "sparse",
                           "activations": "dense" if s.dense_acts else "sparse"},
              "sim": sim, "pes": cfg.pes, "multipliers": mult, "scan_width": cfg.scan_width,
-             "queue_depth": cfg.queue_depth, "balanced": s.balance,
+             "out_lanes": cfg.out_lanes, "balanced": s.balance,
              "error": r["error"], "error_meaning": ERROR_MEANING.get(r["error"], "?")}
     y = None
     if r["error"] == 0:

@@ -19,8 +19,7 @@ __all__ = ["Config", "ConfigError", "PRESETS"]
 PRESETS: dict[str, dict[str, int]] = {
     # the ULX3S-85F's ECP5: 32 PEs (32 of its 156 multipliers), memories sized to its
     # 208 block RAMs (a 64-channel activation chunk is 16 of them wide)
-    "ulx3s": {"pes": 32, "scan_width": 64, "out_lanes": 4, "queue_depth": 2,
-              "act_mem_chunks": 512,
+    "ulx3s": {"pes": 32, "scan_width": 64, "out_lanes": 4, "act_mem_chunks": 512,
               "wgt_mem_chunks": 512, "wval_mem_words": 2048, "out_mem_words": 16384,
               "max_filters": 256},
 }
@@ -67,7 +66,8 @@ class Config:
     multipliers:
         ``M``, multipliers of the standalone dot-product PE (``rtl/pe/``): 1, 2 or 4.
     queue_depth:
-        Depth of the per-PE input queues that decouple the PEs.
+        Depth of the standalone dot-product PE's pair queue (``rtl/pe/``). The engine's PEs
+        decouple through their own pair queues (``rtl/spe/``, 16 pairs).
     max_channels:
         Largest channel count (first tensor axis) the hardware accepts; sizes the decoder's
         position counters. 1..65535.

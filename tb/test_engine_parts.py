@@ -190,89 +190,93 @@ def test_address_pipeline(p_valid, p_ready) -> None:
     _run(top, bench)
 
 
-# ---------------------------------------------------------------- broadcast
-@pytest.mark.parametrize("p_valid,p_ready", GAPS)
-def test_broadcast_every_queue_sees_every_entry(p_valid, p_ready) -> None:
-    rng = _rng(f"bcast{p_valid}{p_ready}")
+# ---------------------------------------------------------------- broadcast + feeders
+@pytest.mark.parametrize("p_valid,p_pop", [(1.0, 1.0), (0.7, 0.5), (1.0, 0.1)])
+def test_broadcast_feeders_prejoin(p_valid, p_pop) -> None:
+    """The broadcast and three feeders, each with its weight memory and a model of its
+    PE's pair queue that takes every pair offered and lets them go at random: every PE
+    receives exactly the entries with a match or ``last``, in order, with the AND of the
+    masks, its count, the lanes, the weight mask and base; a queue never holds more than
+    PAIR_QUEUE pairs (the credit); the broadcast's ``ready`` is a register; drops are
+    counted."""
+    from doublesparse.rtl.engine.feeder import FEEDER_STAGES
+    from doublesparse.rtl.spe import PAIR_QUEUE
+
+    rng = _rng(f"bf{p_valid}{p_pop}")
     cfg = CFG.replace(pes=3)
-    dut = Broadcast(cfg)
-    width = entry_layout(cfg).size
-    items = [int(x) for x in rng.integers(0, 1 << 62, 150)]
-    items = [(x << (width - 62)) ^ int(rng.integers(0, 1 << 20)) for x in items]
-    items = [x & ((1 << width) - 1) for x in items]
-
-    async def bench(ctx):
-        src = Source(dut.i, items, rng, p_valid)
-        # one slow PE: its queue fills and holds the others back
-        sinks = [Sink(dut.o[p], rng, p_ready if p else p_ready / 3, f"queue {p}")
-                 for p in range(cfg.pes)]
-        for t in range(60 * len(items)):
-            _cycle(ctx, [src], sinks, t)
-            await ctx.tick()
-            if all(len(s.got) == len(items) for s in sinks):
-                break
-        for p, s in enumerate(sinks):
-            diff = [i for i, (a, b) in enumerate(zip(s.got, items, strict=False)) if a != b]
-            assert s.got == items, (f"queue {p}: got {len(s.got)} of {len(items)} entries, "
-                                    f"differing at {diff[:5]}")
-
-    _run(dut, bench)
-
-
-# ---------------------------------------------------------------- feeder
-@pytest.mark.parametrize("p_valid,p_ready", GAPS)
-def test_feeder_prejoin(p_valid, p_ready) -> None:
-    """Entries (a lane chunk, a weight address, last) against a weight memory of (mask,
-    base) entries: the pairs out are exactly the entries with a match or ``last``, in
-    order, with the AND of the masks, its count, the lanes, the weight mask and base."""
-    rng = _rng(f"feed{p_valid}{p_ready}")
-    cfg = CFG
-    S = cfg.scan_width
-    dut = Feeder(cfg)
-    mem = RAM(wgt_entry_layout(cfg), cfg.wgt_mem_chunks)
-    top = _bench(dut, {"mem": mem}, {"mem": "wgt_rd"})
+    S, P = cfg.scan_width, cfg.pes
+    top = Module()
+    top.submodules.bc = bc = Broadcast(cfg)
+    feeders, mems = [], []
+    for p in range(P):
+        f, mem = Feeder(cfg), RAM(wgt_entry_layout(cfg), cfg.wgt_mem_chunks)
+        top.submodules[f"f{p}"], top.submodules[f"m{p}"] = f, mem
+        wiring.connect(top, f.wgt_rd, mem.r)
+        top.d.comb += [f.i.eq(bc.o[p]), bc.room[p].eq(f.room)]
+        feeders.append(f)
+        mems.append(mem)
 
     def rand_mask(d):
         return sum(1 << i for i in range(S) if rng.random() < d)
 
-    wgt = [(rand_mask(float(rng.choice([0.02, 0.1, 0.5]))),
-            int(rng.integers(0, cfg.wval_mem_words))) for _ in range(cfg.wgt_mem_chunks)]
+    wgt = [[(rand_mask(float(rng.choice([0.02, 0.1, 0.5]))),
+             int(rng.integers(0, cfg.wval_mem_words))) for _ in range(cfg.wgt_mem_chunks)]
+           for _ in range(P)]
     lay, play = entry_layout(cfg), pair_layout(cfg)
     entries = []
-    for _ in range(300):
+    for _ in range(250):
         lanes = [int(v) if rng.random() < float(rng.choice([0.02, 0.2, 0.9])) else 0
                  for v in rng.integers(-128, 128, S)]
         entries.append((lanes, int(rng.integers(0, cfg.wgt_mem_chunks)),
                         int(rng.random() < 0.2)))
     items = [pack(lay, a=pack_lanes(ln, S), waddr=wa, last=la) for ln, wa, la in entries]
-    want = []
+    want = [[] for _ in range(P)]
     for ln, wa, la in entries:
         amask = sum(1 << i for i, v in enumerate(ln) if v)
-        andm = amask & wgt[wa][0]
-        if andm or la:
-            want.append(pack(play, lanes=sum((v & 0xFF) << (8 * i) for i, v in enumerate(ln)),
-                             wmask=wgt[wa][0], base=wgt[wa][1], andm=andm,
-                             cnt=bin(andm).count("1"), last=la))
+        for p in range(P):
+            wm, base = wgt[p][wa]
+            andm = amask & wm
+            if andm or la:
+                want[p].append(pack(play, lanes=sum((v & 0xFF) << (8 * i)
+                                                    for i, v in enumerate(ln)),
+                                    wmask=wm, base=base, andm=andm,
+                                    cnt=bin(andm).count("1"), last=la))
 
     async def bench(ctx):
-        await _fill(ctx, mem.w, [pack_wgt_entry(mk, b, cfg) for mk, b in wgt])
+        for p in range(P):
+            await _fill(ctx, mems[p].w, [pack_wgt_entry(mk, b, cfg) for mk, b in wgt[p]])
         await ctx.tick()
-        src = Source(dut.i, items, rng, p_valid)
-        sink = Sink(dut.o, rng, p_ready, "pairs")
+        src = Source(bc.i, items, rng, p_valid)
+        got = [[] for _ in range(P)]
+        queue = [0] * P
         dropped = 0
-        for t in range(40 * len(items)):
-            _cycle(ctx, [src], [sink], t)
-            dropped += ctx.get(dut.dropped)
+        for t in range(60 * len(items)):
+            src.drive(ctx)
+            pops = [int(queue[p] > 0 and rng.random() < p_pop) for p in range(P)]
+            for p in range(P):
+                ctx.set(feeders[p].pe_pop, pops[p])
+            src.observe(ctx)
+            for p in range(P):
+                if ctx.get(feeders[p].o.valid):
+                    got[p].append(ctx.get(feeders[p].o.payload.as_value()))
+                    queue[p] += 1
+                queue[p] -= pops[p]
+                assert queue[p] <= PAIR_QUEUE, f"cycle {t}: PE {p} queue holds {queue[p]}"
+                dropped += ctx.get(feeders[p].dropped)
             await ctx.tick()
-            if len(sink.got) == len(want) and src.done:
+            if src.done and all(len(g) == len(w) for g, w in zip(got, want, strict=True)):
                 break
-        for _ in range(10):
-            dropped += ctx.get(dut.dropped)
+        for _ in range(FEEDER_STAGES + 2):
+            for p in range(P):
+                dropped += ctx.get(feeders[p].dropped)
+                assert not ctx.get(feeders[p].o.valid), f"PE {p}: a pair after the end"
             await ctx.tick()
-        for i, (g, w) in enumerate(zip(sink.got, want, strict=False)):
-            assert g == w, f"pair {i}: RTL {unpack(play, g)}, reference {unpack(play, w)}"
-        assert len(sink.got) == len(want), f"{len(sink.got)} pairs of {len(want)}"
-        assert dropped == len(entries) - len(want), f"dropped {dropped}"
+        for p in range(P):
+            for i, (g, w) in enumerate(zip(got[p], want[p], strict=False)):
+                assert g == w, (f"PE {p} pair {i}: RTL {unpack(play, g)}, reference "
+                                f"{unpack(play, w)}")
+            assert len(got[p]) == len(want[p]), f"PE {p}: {len(got[p])} of {len(want[p])}"
+        assert dropped == P * len(entries) - sum(map(len, want)), dropped
 
     _run(top, bench)
 

@@ -142,7 +142,8 @@ class Engine(wiring.Component):
         wiring.connect(m, addr.act_rd, act_mem.r)
         wiring.connect(m, addr.o, bcast.i)
         for p in range(P):
-            wiring.connect(m, bcast.o[p], feeders[p].i)
+            m.d.comb += [feeders[p].i.eq(bcast.o[p]), bcast.room[p].eq(feeders[p].room),
+                         feeders[p].pe_pop.eq(pes[p].pop)]
             wiring.connect(m, feeders[p].wgt_rd, wgt_mem[p].r)
             wiring.connect(m, feeders[p].o, pes[p].i)
             wiring.connect(m, pes[p].wval_rd, wval_mem[p].r)

@@ -1,19 +1,25 @@
-"""The feeder of one PE: its queue's entries in, joined pairs out (the pre-join).
+"""The feeder of one PE: the broadcast's entries in, joined pairs into the PE (the
+pre-join), and the credit that keeps the PE's pair queue from overflowing.
 
-For each entry the feeder reads the PE's weight memory at the entry's weight address (a
-weight chunk: its mask and the base of its values in the PE's weight-value memory), ANDs
-the two masks and counts the matches; a pair with no match is dropped unless it closes an
-accumulation, so a PE spends no cycle on a pair that has nothing to multiply::
+In the cycle an entry is pushed (T0) the feeder reads its weight memory at the entry's
+weight address (a weight chunk: its mask and the base of its values in the PE's
+weight-value memory); the broadcast's shared registers bring the activation chunk along::
 
-    i ─► F1: read the weight memory, activation chunk and last beside it
-      ─► F2: the block RAM's output registered beside it
-      ─► F3: AND of the masks, its OR, popcounts of its eight-channel groups
-      ─► F4: the match count; the pair (kept: matches or last) ─► o
+    T0 push: read the weight memory       T1: the block RAM's output
+    T2: the weight chunk registered beside the block RAM (w2); the AND of the masks, its
+        OR and popcounts of its eight-channel groups computed from w2 and the shared mask
+    T3: registered; the pair (match count summed from the group counts) goes to the PE if
+        it has a match or ends an accumulation, else it is dropped
 
-Timing rules: every stage moves on ``advance = ~F4.valid | o.ready``, where ``o.ready``
-is the PE's flip-flop, so the enable is one gate after a flip-flop; the block RAM's
-output meets only the F2 register; the empty test is an OR of the registered AND
-(no carry chain), and the count is summed from registered group counts.
+Credit: ``held`` counts the steps pushed and not yet dropped, plus the pairs in the PE's
+queue (until the PE pops them). ``room`` is a register, high while ``held`` leaves place
+for the two pushes that can still happen before the broadcast sees it low (``push_ok``
+is a register of the ``room`` registers), so a pair always finds a place in the queue:
+the PE's ``i.ready`` is never needed and the feeder never stalls.
+
+Timing rules: the block RAM's output meets only the w2 register; the empty test is an OR
+of the AND (no carry chain) and the count is summed from registered group counts;
+``room`` is loaded from a compare of the small counter.
 """
 
 from __future__ import annotations
@@ -23,15 +29,18 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...sim.config import Config
-from ..chunk import chunk_word_layout
 from ..mem import ReadPortSignature
-from ..spe import pair_layout
-from .layouts import entry_layout, wgt_addr_bits, wgt_entry_layout
+from ..spe import PAIR_QUEUE, pair_layout
+from .broadcast import tap_layout
+from .layouts import wgt_addr_bits, wgt_entry_layout
 
-__all__ = ["Feeder", "FEEDER_STAGES"]
+__all__ = ["Feeder", "FEEDER_STAGES", "CREDIT_MARGIN"]
 
-# registers from the queue head to the PE's input: F1 (the block RAM read), F2, F3, F4
-FEEDER_STAGES = 4
+# registers from the push to the PE's input: T1 (the block RAM), T2, T3
+FEEDER_STAGES = 3
+# pushes that can happen after ``held`` was compared: ``room`` and ``push_ok`` are both
+# registers
+CREDIT_MARGIN = 2
 _GROUP = 8
 
 
@@ -43,7 +52,7 @@ def _popcount(bits) -> object:
 
 
 class Feeder(wiring.Component):
-    """Queue entries to a PE's joined pairs.
+    """Broadcast entries to a PE's joined pairs.
 
     Parameters
     ----------
@@ -51,56 +60,63 @@ class Feeder(wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(entry_layout(cfg)))
-        Queue head; ``ready`` is ``advance``.
+    i : In(tap_layout(cfg))
+        The broadcast, stage by stage.
     wgt_rd : Out(ReadPortSignature(wgt_addr_bits(cfg), wgt_entry_layout(cfg)))
-        The PE's weight memory (synchronous read, data held while ``en`` is low).
+        The PE's weight memory (synchronous read).
     o : Out(stream.Signature(pair_layout(cfg)))
-        Pairs with a match or ``last``, in entry order.
+        Pairs with a match or ``last``, in entry order; ``ready`` is not looked at (the
+        credit guarantees a place).
+    pe_pop : In(1)
+        The PE's pair queue let a pair go this cycle.
+    room : Out(1)
+        Credit for one more push (a register).
     dropped : Out(1)
-        Pulse: a pair without a match or ``last`` left F3 (for the counters).
+        Pulse: a pair without a match or ``last`` was dropped (for the counters).
     """
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
         super().__init__({
-            "i": In(stream.Signature(entry_layout(cfg))),
+            "i": In(tap_layout(cfg)),
             "wgt_rd": Out(ReadPortSignature(wgt_addr_bits(cfg), wgt_entry_layout(cfg))),
             "o": Out(stream.Signature(pair_layout(cfg))),
+            "pe_pop": In(1),
+            "room": Out(1, init=1),
             "dropped": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        S = cfg.scan_width
-        word = chunk_word_layout(S)
+        S, t = cfg.scan_width, self.i
         groups = S // _GROUP
-        v1, v2, v3, v4 = Signal(), Signal(), Signal(), Signal()
-        a1, a2, a3 = Signal(word), Signal(word), Signal(word)
-        l1, l2, l3 = Signal(), Signal(), Signal()
         w2 = Signal(wgt_entry_layout(cfg))
-        w3 = Signal(wgt_entry_layout(cfg))
-        and3, any3 = Signal(S), Signal()
+        wmask3, base3, and3, any3 = Signal(S), Signal(len(w2.base)), Signal(S), Signal()
         part3 = [Signal(range(_GROUP + 1), name=f"part3_{g}") for g in range(groups)]
-        out = Signal(pair_layout(cfg))
-        advance = ~v4 | self.o.ready
-        m.d.comb += [self.i.ready.eq(advance),
-                     self.wgt_rd.addr.eq(self.i.payload.waddr), self.wgt_rd.en.eq(advance),
-                     self.o.valid.eq(v4), self.o.payload.eq(out),
-                     self.dropped.eq(advance & v3 & ~any3 & ~l3)]
+        m.d.comb += [self.wgt_rd.addr.eq(t.waddr), self.wgt_rd.en.eq(t.valid)]
+        # T2: the weight chunk beside its block RAM (the read of T0 shows from T1 on and
+        # is held while en is low, so w2 is loaded in the cycle after T1 of each push)
+        v1 = Signal()
+        m.d.sync += v1.eq(t.valid)
+        with m.If(v1):
+            m.d.sync += w2.eq(self.wgt_rd.data)
         andm = Signal(S)
-        m.d.comb += andm.eq(a2.mask & w2.mask)
-        with m.If(advance):
-            m.d.sync += [
-                v1.eq(self.i.valid), a1.eq(self.i.payload.a), l1.eq(self.i.payload.last),
-                v2.eq(v1), a2.eq(a1), l2.eq(l1), w2.eq(self.wgt_rd.data),
-                v3.eq(v2), a3.eq(a2), l3.eq(l2), w3.eq(w2), and3.eq(andm),
-                any3.eq(andm.any()),
-                *[part3[g].eq(_popcount(andm[_GROUP * g:_GROUP * (g + 1)]))
-                  for g in range(groups)],
-                v4.eq(v3 & (any3 | l3)),
-                out.lanes.eq(a3.values), out.wmask.eq(w3.mask), out.base.eq(w3.base),
-                out.andm.eq(and3), out.cnt.eq(sum(part3)), out.last.eq(l3),
-            ]
+        m.d.comb += andm.eq(t.mask2 & w2.mask)
+        m.d.sync += [wmask3.eq(w2.mask), base3.eq(w2.base), and3.eq(andm),
+                     any3.eq(andm.any()),
+                     *[part3[g].eq(_popcount(andm[_GROUP * g:_GROUP * (g + 1)]))
+                       for g in range(groups)]]
+        keep = t.valid3 & (any3 | t.last3)
+        out = self.o.payload
+        m.d.comb += [self.o.valid.eq(keep), out.lanes.eq(t.a3.values), out.wmask.eq(wmask3),
+                     out.base.eq(base3), out.andm.eq(and3), out.cnt.eq(sum(part3)),
+                     out.last.eq(t.last3),
+                     self.dropped.eq(t.valid3 & ~any3 & ~t.last3)]
+        # credit
+        held = Signal(range(PAIR_QUEUE + 1))
+        held_next = Signal(range(PAIR_QUEUE + 2))
+        m.d.comb += held_next.eq(held + t.valid - self.dropped - self.pe_pop)
+        m.d.sync += [held.eq(held_next),
+                     self.room.eq(held_next + CREDIT_MARGIN < PAIR_QUEUE)]
         return m

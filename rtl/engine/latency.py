@@ -8,14 +8,14 @@ from ..spe import ISSUE_TO_OUT, PAIR_QUEUE, SPE_LATENCY
 from ..spe import OUT_SLOTS as PE_OUT_SLOTS
 from .address import ADDRESS_STAGES, READ_STAGES
 from .collector import COLLECT_BUFFER, COLLECT_STAGES
-from .feeder import FEEDER_STAGES
+from .feeder import CREDIT_MARGIN, FEEDER_STAGES
 from .requant import REQUANT_STAGES
 
 __all__ = ["ARRIVE", "OUT_SLOTS", "ENGINE_LATENCY", "queue_chunks"]
 
-# from a step's broadcast (into the queues) to the earliest cycle its PE can issue it: the
-# queue's output register, the feeder's stages, the PE's pair queue
-ARRIVE = 1 + FEEDER_STAGES + (SPE_LATENCY - ISSUE_TO_OUT)
+# from a step's broadcast to the earliest cycle its PE can issue it: the feeder's stages,
+# the PE's pair queue
+ARRIVE = FEEDER_STAGES + (SPE_LATENCY - ISSUE_TO_OUT)
 # places for a PE's results: its result buffer and its buffer at the collector (a PE
 # stalls while all of them wait to be collected)
 OUT_SLOTS = PE_OUT_SLOTS + COLLECT_BUFFER
@@ -30,7 +30,6 @@ ENGINE_LATENCY = (2 + ADDRESS_STAGES + READ_STAGES) + ISSUE_TO_OUT \
 
 
 def queue_chunks(cfg: Config) -> int:
-    """Chunk steps a PE can hold before the broadcast waits for it: its queue, the
-    feeder's stages and the PE's pair queue (pairs without a match take no place there,
-    so this counts low)."""
-    return cfg.queue_depth + FEEDER_STAGES + PAIR_QUEUE
+    """Chunk steps a PE can hold before the broadcast waits for it: its pair queue less
+    the credit's margin (steps in the feeder count until they are dropped or queued)."""
+    return PAIR_QUEUE - CREDIT_MARGIN

@@ -83,6 +83,8 @@ class SPE(wiring.Component):
         The PE's weight-value memory (an ``rtl.mem.RAM`` outside the PE).
     o : Out(stream.Signature(result_layout(acc_width)))
         One result per accumulation, in order.
+    pop : Out(1)
+        A pair leaves the pair queue this cycle (for a sender's credit).
     busy : Out(1)
         A pair queued or anything in flight.
     busy_cycles, macs : Out(32)
@@ -98,6 +100,7 @@ class SPE(wiring.Component):
             "i": In(stream.Signature(pair_layout(cfg))),
             "wval_rd": Out(ReadPortSignature(wval_addr_bits(cfg), signed(8))),
             "o": Out(stream.Signature(result_layout(cfg.acc_width))),
+            "pop": Out(1),
             "busy": Out(1),
             "busy_cycles": Out(32),
             "macs": Out(32),
@@ -123,6 +126,7 @@ class SPE(wiring.Component):
         m.d.comb += [
             ext.head.eq(queue.head), ext.head_valid.eq(queue.head_valid),
             ext.room.eq(out.room), queue.pop.eq(ext.pop), out.issued.eq(ext.close),
+            self.pop.eq(ext.pop),
             self.busy.eq(queue.busy | ext.busy | addr.busy | mac.busy | out.busy),
             counters.busy.eq(self.busy), counters.hit.eq(ext.hit),
             counters.clear.eq(self.clear),
