@@ -1,14 +1,15 @@
-"""The channel-sparse convolution engine: P double-sparse PEs behind on-chip memories.
+"""The channel-sparse convolution engine: P scan PEs behind on-chip memories.
 
 Mapping: activations broadcast, one filter per PE at a time. The sequencer walks every
 output pixel, every filter slot j, every tap (r, s) inside the image and every chunk c of
 the C channels; the address pipeline reads one activation chunk a step and the broadcast
-pushes it, with the address of the matching weight chunk, into every PE's queue. Each
-PE's feeder reads the PE's weight memory at that address, so PE p accumulates filter
-``slots[p][j]`` over the window. The collector takes one result a cycle, the requantizer
-writes it to the output memory at ``k * Ho * Wo + pixel``, and the re-encoder turns int8
-outputs back into activation chunks for the next layer. ``docs/engine.md`` has the
-dataflow diagram and the register map (``regmap.py``).
+hands it, with the address of the matching weight chunk, to every PE's feeder at once
+(when every PE has credit). Each feeder reads its PE's weight memory at that address and
+joins the masks; pairs with a match go to the PE, so PE p accumulates filter
+``slots[p][j]`` over the window. Each output lane's collector takes one result a cycle,
+its requantizer writes it to the lane's bank of the output memory, and the re-encoder
+turns int8 outputs back into activation chunks for the next layer. ``docs/engine.md``
+has the dataflow diagram and the register map (``regmap.py``).
 """
 
 from __future__ import annotations
@@ -136,8 +137,8 @@ class Engine(wiring.Component):
             self.busy.eq(ctl.busy | host.start | host.encode), self.done.eq(ctl.done),
         ]
 
-        # dataflow: steps -> addresses and activation chunks -> queues -> feeders -> PEs
-        # -> collector -> requantizer -> output memory
+        # dataflow: steps -> addresses and activation chunks -> broadcast -> feeders -> PEs
+        # -> collectors -> requantizers -> output memory lanes
         wiring.connect(m, seq.o, addr.i)
         wiring.connect(m, addr.act_rd, act_mem.r)
         wiring.connect(m, addr.o, bcast.i)
