@@ -67,8 +67,8 @@ ANCHORS = [
      "d_w": 0.10, "d_a": 0.30, "why": "the densities PRODUCT.md quotes"},
 ]
 
-# (join width, multipliers per PE) for the model-only design-space table (J >= 8 M)
-DESIGN_SPACE = ((8, 1), (16, 2), (32, 2), (32, 4))
+# scan widths for the model-only design-space table (one multiplier per PE)
+DESIGN_SPACE = (16, 32, 64)
 
 MODES = ("double", "weight-only", "dense")
 _MODE_FLAGS = {"double": (False, False), "weight-only": (False, True), "dense": (True, True)}
@@ -101,7 +101,7 @@ def model_point(layer: Layer, cfg: Config, d_w: float, d_a: float, seed: int,
 def _base_row(layer, cfg, w, a, d_w, d_a, source, pairs: int | None = None) -> dict:
     if pairs is None:
         pairs = effectual_pairs(w, a, layer.stride, layer.pad)
-    mult = cfg.pes * cfg.multipliers
+    mult = cfg.engine_multipliers
     return {"source": source, "d_w": d_w, "d_a": d_a,
             "d_w_measured": float(np.count_nonzero(w) / w.size),
             "d_a_measured": float(np.count_nonzero(a) / a.size),
@@ -109,7 +109,7 @@ def _base_row(layer, cfg, w, a, d_w, d_a, source, pairs: int | None = None) -> d
 
 
 def _finish_row(row: dict, cfg: Config) -> dict:
-    mult = cfg.pes * cfg.multipliers
+    mult = cfg.engine_multipliers
     dm = row["d_w_measured"] * row["d_a_measured"]
     row["ideal_speedup"] = 1 / dm if dm > 0 else float("inf")
     if "cycles_double" not in row:
@@ -185,7 +185,7 @@ def _plots(out: Path, rtl: list[dict], model: list[dict], cfg: Config, layer: La
     ax.set_yscale("log")
     ax.set_xlabel("ideal speedup: 1 / (d_w x d_a) vs dense, 1 / d_a vs weight-only")
     ax.set_ylabel("speedup (cycles of baseline / cycles double-sparse)")
-    ax.set_title(f"speedup, {cfg.pes} PEs x {cfg.multipliers} mult, J = {cfg.join_width}\n"
+    ax.set_title(f"speedup, {cfg.pes} PEs, S = {cfg.scan_width}\n"
                  f"{describe(layer)}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -237,8 +237,8 @@ def markdown(data: dict, img_s: str, img_u: str, csv_r: str) -> str:
     ``sweep.json``; the plots and the CSV are named by the paths given (relative to the
     page)."""
     cfg, layer, sim, seed = data["config"], Layer(**data["layer"]), data["sim"], data["seed"]
-    lines = [f"Layer {describe(layer)}; config {cfg['pes']} PEs x {cfg['multipliers']} "
-             f"multipliers, J = {cfg['join_width']}; RTL under {sim}, every run checked "
+    lines = [f"Layer {describe(layer)}; config {cfg['pes']} PEs (one multiplier each), "
+             f"S = {cfg.get('scan_width', '?')}; RTL under {sim}, every run checked "
              f"bit-exact against the golden model; seed {seed}. Reproduce: `{data['cmd']}`. "
              f"Cycles are the engine's CYCLES register (start to done); bound = "
              f"ceil(nonzero pairs / multipliers); `model` = performance-model cycles for the "
@@ -275,12 +275,12 @@ def markdown(data: dict, img_s: str, img_u: str, csv_r: str) -> str:
         pts = [(a["d_w"], a["d_a"]) for a in design[0]["points"]]
         lines += ["", "Design space from the performance model (same layer, same operands; "
                   "speedup vs a dense engine with the same multipliers, utilization in "
-                  "brackets): a PE takes one J-channel chunk pair a cycle, so at low density "
-                  "the speedup saturates near J / M.", "",
-                  "| J | M per PE | " + " | ".join(f"d_w {dw:g}, d_a {da:g}" for dw, da in pts)
-                  + " |", "|---:|---:|" + "---:|" * len(pts)]
+                  "brackets): a PE joins one S-channel pair a cycle, so where pairs are "
+                  "rarer than one in S channels the speedup saturates near S.", "",
+                  "| S | " + " | ".join(f"d_w {dw:g}, d_a {da:g}" for dw, da in pts)
+                  + " |", "|---:|" + "---:|" * len(pts)]
         for d in design:
-            lines.append(f"| {d['J']} | {d['M']} | " + " | ".join(
+            lines.append(f"| {d.get('S', '?')} | " + " | ".join(
                 f"{p['speedup_vs_dense']:.2f}x ({p['utilization']:.2f})" for p in d["points"])
                 + " |")
     lines += ["", f"![speedup]({img_s})", "", f"![utilization]({img_u})", "",
@@ -320,8 +320,8 @@ def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = Fals
     anchors = [dict(a) for a in anchors]
     extra = [(a["d_w"], a["d_a"]) for a in anchors if (a["d_w"], a["d_a"]) not in points]
     extra = list(dict.fromkeys(extra))
-    print(f"sweep: {describe(layer)}; {cfg.pes} PEs x {cfg.multipliers} multipliers, "
-          f"J = {cfg.join_width}; RTL under {sim}, seed {seed}")
+    print(f"sweep: {describe(layer)}; {cfg.pes} PEs (one multiplier each), "
+          f"S = {cfg.scan_width}; RTL under {sim}, seed {seed}")
     print(f"RTL: {len(points)} grid points + {len(extra)} anchor points, each run three ways "
           f"(double-sparse, weight-only, dense) and checked against the golden model")
     t0 = time.time()
@@ -377,20 +377,20 @@ def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = Fals
     if model_grid and anchors:
         pts = list(dict.fromkeys((a["d_w"], a["d_a"]) for a in anchors))
         print("design space (performance model): speedup vs dense at the anchor points")
-        for J, M in DESIGN_SPACE:
-            c = cfg.replace(join_width=J, multipliers=M)
+        for SW in DESIGN_SPACE:
+            c = cfg.replace(scan_width=SW)
             ps = []
             for dw, da in pts:
                 r = model_point(layer, c, dw, da, seed)
                 ps.append({"d_w": dw, "d_a": da, "speedup_vs_dense": r["speedup_vs_dense"],
                            "utilization": r["utilization"]})
-            design.append({"J": J, "M": M, "points": ps})
-            print(f"  J = {J:2d}, M = {M}: " + ", ".join(
+            design.append({"S": SW, "points": ps})
+            print(f"  S = {SW:2d}: " + ", ".join(
                 f"({p['d_w']:g}, {p['d_a']:g}) {p['speedup_vs_dense']:.2f}x" for p in ps))
     cmd = "doublesparse bench sweep" + (" --quick" if quick else "") + \
         (f" --seed {seed}" if seed != 1 else "")
     data = {"cmd": cmd, "sim": sim, "seed": seed, "layer": _layer_dict(layer),
-            "config": {k: getattr(cfg, k) for k in ("pes", "multipliers", "join_width")},
+            "config": {k: getattr(cfg, k) for k in ("pes", "scan_width")},
             "worst_model_error": worst_model, "rtl": rtl,
             "anchors": [{k: v for k, v in a.items()} for a in anchors],
             "design_space": design}
