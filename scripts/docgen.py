@@ -433,11 +433,10 @@ def render_cnn(root: Path) -> str:
     if d is None:
         return _missing(rel, CNN_CMD)
     c = d["config"]
-    lines = [f"Reproduce: `{CNN_CMD}` (config {c['pes']} PEs x {c['multipliers']} "
-             f"multipliers, J = {c['join_width']}; {d['sim']}; {d['images']} test images "
+    lines = [f"Reproduce: `{CNN_CMD}` (config {c['pes']} PEs, one multiplier each, S = "
+             f"{c['scan_width']}; {d['sim']}; {d['images']} test images "
              f"picked with seed {d['seed']}, {d['batch']} a simulator run). Figures per "
-             f"image; dense = a dense engine with the same {c['pes'] * c['multipliers']} "
-             f"multipliers.", "",
+             f"image; dense = a dense engine with the same {c['pes']} multipliers.", "",
              "| layer | d_w | d_a | cycles | model | effectual MACs | utilization | "
              "dense cycles | speedup vs dense | 1/(d_w d_a) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
