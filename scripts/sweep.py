@@ -276,7 +276,8 @@ def markdown(data: dict, img_s: str, img_u: str, csv_r: str) -> str:
         lines += ["", "Design space from the performance model (same layer, same operands; "
                   "speedup vs a dense engine with the same multipliers, utilization in "
                   "brackets): a PE joins one S-channel pair a cycle, so where pairs are "
-                  "rarer than one in S channels the speedup saturates near S.", "",
+                  "rarer than one in S channels the speedup saturates near S, and the "
+                  "broadcast sends one activation chunk a cycle.", "",
                   "| S | " + " | ".join(f"d_w {dw:g}, d_a {da:g}" for dw, da in pts)
                   + " |", "|---:|" + "---:|" * len(pts)]
         for d in design:
