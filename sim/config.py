@@ -18,7 +18,8 @@ __all__ = ["Config", "ConfigError", "PRESETS"]
 #: device.
 PRESETS: dict[str, dict[str, int]] = {
     # the ULX3S-85F's ECP5: 32 PEs (32 of its 156 multipliers), memories sized to its
-    # 208 block RAMs (a 64-channel activation chunk is 16 of them wide)
+    # 208 block RAMs (a 64-channel activation chunk is 16 of them wide). It does not fit
+    # the device's LUTs yet (docs/performance.md, Synthesis).
     "ulx3s": {"pes": 32, "scan_width": 64, "out_lanes": 4, "act_mem_chunks": 512,
               "wgt_mem_chunks": 512, "wval_mem_words": 2048, "out_mem_words": 16384,
               "max_filters": 256},
