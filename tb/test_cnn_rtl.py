@@ -20,7 +20,7 @@ SIMS = [s for s in os.environ.get("DS_SIMS", "verilator,icarus").split(",") if s
 SEED = int(os.environ.get("DS_SEED", "7"))
 # the engine tests' config (shared Verilator / Icarus builds); every layer of the network
 # fits its memories
-CFG = Config(act_mem_chunks=256, wgt_mem_chunks=256, out_mem_words=1024, max_filters=32)
+CFG = Config()
 
 
 @pytest.mark.parametrize("sim", SIMS)

@@ -21,7 +21,8 @@ from doublesparse.tb.stimulus import random_tensor
 
 SIMS = [s for s in os.environ.get("DS_SIMS", "verilator,icarus").split(",") if s]
 SEED = int(os.environ.get("DS_SEED", "4"))
-CFG = Config(act_mem_chunks=256, wgt_mem_chunks=256, out_mem_words=1024, max_filters=32)
+# the default config: its simulator models are the ones the CLI and demo tests build too
+CFG = Config()
 # two output lanes (lane-interleaved output memory, the scheduler's lane rule, ENCODE's
 # reads across lanes)
 CFG_LANES = CFG.replace(pes=4, out_lanes=2)
