@@ -101,7 +101,7 @@ class Arch:
 # unpack and compress crossbars are most; shared logic (broadcast, feeders' control, host
 # port, requantizer, encoder) is about 8.5k in the ULX3S build with 4 PEs.
 ARCHES = [
-    Arch("chunk join J16 M2 (built)", "scan", J=16, M=2, min_cost=0.5, pe_lut=5_489,
+    Arch("chunk join J16 M2 (rtl/pe)", "scan", J=16, M=2, min_cost=0.5, pe_lut=5_489,
          pe_bram=8, shared_lut=8_500, shared_bram=12,
          note="one 16-channel chunk pair a cycle per PE; window tops up across pairs"),
     Arch("pre-join 8 x J16 M2", "scan", J=16, M=2, per_cycle=8, prejoin=True, min_cost=0.5,

@@ -24,7 +24,7 @@ def test_finish_is_the_recurrence():
 
 
 @pytest.mark.parametrize("arch", [a for a in st.ARCHES if a.name in
-                                  ("chunk join J16 M2 (built)", st.CHOSEN, "EIE, 1 act/cycle")],
+                                  ("chunk join J16 M2 (rtl/pe)", st.CHOSEN, "EIE, 1 act/cycle")],
                          ids=lambda a: a.name)
 def test_effectual_and_dense_counts(arch):
     layer = Layer(K=8, C=20, R=3, S=3, H=6, W=5, stride=2, pad=1)
@@ -45,9 +45,9 @@ def test_chunk_join_ceiling_and_the_chosen_one_beyond_it():
     px = st._pixels(layer, None, SEED)
     by = {a.name: a for a in st.ARCHES}
     speed = {}
-    for name in ("chunk join J16 M2 (built)", st.CHOSEN):
+    for name in ("chunk join J16 M2 (rtl/pe)", st.CHOSEN):
         r = st.run_arch(by[name], layer, wm, am, 8, px)
         speed[name] = r["dense"] / 8 / r["cycles"]
     print(speed)
-    assert speed["chunk join J16 M2 (built)"] <= 16 / 2 + 1e-9
+    assert speed["chunk join J16 M2 (rtl/pe)"] <= 16 / 2 + 1e-9
     assert speed[st.CHOSEN] > 2 * 16 / 2
