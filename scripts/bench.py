@@ -226,6 +226,15 @@ def bench_engine(cfg: Config, sim: str = "verilator", seed: int = 1,
     return rows
 
 
+def target_summary(rows: list[dict]) -> tuple[float, float | None, float]:
+    """Of ``bench target`` rows: the worst utilization from d_w d_a = 1 down to 1/40, the
+    worst at the 1/64 points (None without any), and the worst model error."""
+    to40 = [r["utilization"] for r in rows if r["d_w_target"] * r["d_a_target"] > 1 / 41]
+    at64 = [r["utilization"] for r in rows if r["d_w_target"] * r["d_a_target"] < 1 / 41]
+    return (min(to40), min(at64) if at64 else None,
+            max(abs(r["model_error"]) for r in rows))
+
+
 def bench_target(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = False,
                  fmax_mhz: float | None = None) -> list[dict]:
     """The target layer (C = K = 64, 3 x 3, 16 x 16, pad 1, random operands) over the
@@ -264,9 +273,8 @@ def bench_target(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool
               f"{st['utilization']:5.2f} {row['speedup_in_image']:7.2f}x"
               + (f" {st['gops_dense_equivalent_at_fmax']:6.1f}" if fmax_mhz else ""),
               flush=True)
-    to40 = [r["utilization"] for r in rows if r["d_w_target"] * r["d_a_target"] > 1 / 41]
-    at64 = [r["utilization"] for r in rows if r["d_w_target"] * r["d_a_target"] < 1 / 41]
-    print(f"worst utilization down to 1/40: {min(to40):.3f} (target 0.80)"
-          + (f"; at 1/64: {min(at64):.3f} (target 0.60)" if at64 else "")
-          + f"; worst model error {100 * max(abs(r['model_error']) for r in rows):.1f}%")
+    to40, at64, err = target_summary(rows)
+    print(f"worst utilization down to 1/40: {to40:.3f} (target 0.80)"
+          + (f"; at 1/64: {at64:.3f} (target 0.60)" if at64 is not None else "")
+          + f"; worst model error {100 * err:.1f}%")
     return rows

@@ -232,15 +232,13 @@ def _bench_sweep(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from ..sim.arch_study import study, summary
+    from ..sim.arch_study import GRID, VGG16, study, summary
     from .progress import Progress
 
     out = {}
     for m in args.mults:
         if m < 1:
             raise CliError(f"--mults {m}: must be at least 1")
-        from ..sim.arch_study import GRID, VGG16
-
         prog = Progress(len(GRID) + len(VGG16), f"study at {m} multipliers")
         res = study(mults=m, seed=args.seed, vgg_pixels=args.vgg_pixels, progress=prog.step)
         res["summary"] = summary(res)

@@ -486,11 +486,11 @@ def _render_target_rows(rows: list[dict], rel: str, cmd: str) -> list[str]:
                      f"{r['speedup_in_image']:.1f}x |"
                      + (f" {r['gops_dense_equivalent_at_fmax']:.1f} |"
                         if "gops_dense_equivalent_at_fmax" in r else ""))
-    to40 = [r["utilization"] for r in rows if r["d_w_target"] * r["d_a_target"] > 1 / 41]
-    at64 = [r["utilization"] for r in rows if r["d_w_target"] * r["d_a_target"] < 1 / 41]
-    worst = max(abs(r["model_error"]) for r in rows)
-    lines += ["", f"Worst utilization from 1 down to 1/40: **{min(to40):.2f}** (target 0.80)"
-              + (f"; at 1/64: **{min(at64):.2f}** (target 0.60)" if at64 else "")
+    from .bench import target_summary
+
+    to40, at64, worst = target_summary(rows)
+    lines += ["", f"Worst utilization from 1 down to 1/40: **{to40:.2f}** (target 0.80)"
+              + (f"; at 1/64: **{at64:.2f}** (target 0.60)" if at64 is not None else "")
               + f"; worst model error {100 * worst:.1f} % (target 5 %). Every row: `{rel}`."]
     return lines
 

@@ -91,6 +91,7 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float,
                                                                      relu=s.relu)
     mult = cfg.engine_multipliers
     dense = L.K * L.C * L.R * L.S * L.Ho * L.Wo
+    dense_in_image = in_image_macs(L.K, L.C, L.R, L.S, L.H, L.W, s.stride, s.pad)
     stats = {"layer": {"K": L.K, "C": L.C, "R": L.R, "S": L.S, "H": L.H, "W": L.W,
                        "stride": s.stride, "pad": s.pad, "Ho": L.Ho, "Wo": L.Wo},
              "d_w": float(np.count_nonzero(s.w) / s.w.size),
@@ -111,8 +112,7 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float,
             "dense_macs": dense, "ideal_cycles": -(-r["macs"] // mult),
             "dense_cycles": -(-dense // mult), "utilization": r["macs"] / (mult * cycles),
             "speedup_vs_dense": (-(-dense // mult)) / cycles,
-            "dense_cycles_in_image": -(-in_image_macs(L.K, L.C, L.R, L.S, L.H, L.W, s.stride,
-                                                       s.pad) // mult),
+            "dense_cycles_in_image": -(-dense_in_image // mult),
             "per_pe_busy": r["pe_busy"], "per_pe_macs": r["pe_macs"],
             "busy_max_over_mean": max(r["pe_busy"]) / max(1e-9, float(np.mean(r["pe_busy"]))),
             "macs_max_over_mean": max(r["pe_macs"]) / max(1e-9, float(np.mean(r["pe_macs"]))),
@@ -120,7 +120,6 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float,
             "match": bool(np.array_equal(y, ref)), "wall_seconds": wall})
         if fmax_mhz is not None:
             stats["fmax_mhz"] = fmax_mhz
-            stats["gops_dense_equivalent_at_fmax"] = (
-                2 * in_image_macs(L.K, L.C, L.R, L.S, L.H, L.W, s.stride, s.pad)
-                * fmax_mhz * 1e6 / cycles / 1e9)
+            stats["gops_dense_equivalent_at_fmax"] = (2 * dense_in_image * fmax_mhz * 1e6
+                                                      / cycles / 1e9)
     return LayerRun(y, ref, stats, r["error"])

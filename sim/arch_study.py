@@ -169,11 +169,10 @@ def run_arch(arch: Arch, layer: Layer, wm: np.ndarray, am: np.ndarray, mults: in
     """Cycles, effectual MACs and in-image dense MACs of ``pixels`` of the layer."""
     P = arch.pes(mults)
     K, C = layer.K, layer.C
-    w_int = wm.reshape(K, -1).astype(np.int64) * 2 - 1      # only the count matters
-    slots = schedule(w_int * wm.reshape(K, -1), P)
     eff = 0
     dense = 0
     if arch.kind == "scan":
+        slots = schedule(wm, P)              # the schedule counts the nonzeros only
         J = arch.J
         nch = -(-C // J)
         pad_c = nch * J - C
@@ -207,19 +206,16 @@ def run_arch(arch: Arch, layer: Layer, wm: np.ndarray, am: np.ndarray, mults: in
     else:
         G = arch.groups
         per_group = P // G
-        F = -(-K // per_group)
-        gslots = schedule(w_int * wm.reshape(K, -1), per_group)
+        gslots = schedule(wm, per_group)
         fins = []
         for g in range(G):
             mine = pixels[g::G]
             cols = [[] for _ in range(per_group)]
-            n_act = 0
             for oy, ox in mine:
                 taps = _window(layer, oy, ox)
                 dense += K * C * len(taps)
                 for (r, s, iy, ix) in taps:
                     nz = np.nonzero(am[:, iy, ix])[0]
-                    n_act += nz.size
                     for p in range(per_group):
                         ks = gslots[p]
                         col = wm[ks][:, nz, r, s].sum(0) if ks else np.zeros(nz.size)
@@ -230,7 +226,6 @@ def run_arch(arch: Arch, layer: Layer, wm: np.ndarray, am: np.ndarray, mults: in
                 cost = np.maximum(c / arch.M, 1.0 / arch.intake)
                 fins.append(_finish(np.arange(c.size) / arch.intake, cost))
         cycles = max(fins)
-        del F
     results = K * len(pixels)
     cycles = max(cycles, results / arch.out_lanes)
     return {"cycles": cycles, "effectual": eff, "dense": dense}

@@ -19,6 +19,27 @@ from doublesparse.rtl.mem import BankedMemory, LaneMemory
 SEED = int(os.environ.get("DS_SEED", "11"))
 
 
+async def _check_reads(ctx, dut, rng, ref, stages, p_step, checked) -> None:
+    """300 cycles of random reads whose steps (``r.en``) come with chance ``p_step``:
+    after each step past the first ``stages``, ``r.data`` must be the word at the address
+    taken ``stages`` steps earlier. Appends the cycles checked to ``checked``."""
+    taken = []                            # the address of every step, in order
+    for t in range(300):
+        step = int(rng.random() < p_step)
+        a = int(rng.integers(0, len(ref)))
+        ctx.set(dut.r.addr, a)
+        ctx.set(dut.r.en, step)
+        await ctx.tick()
+        if step:
+            taken.append(a)
+        if len(taken) > stages:
+            want, got = ref[taken[-1 - stages]], ctx.get(dut.r.data)
+            assert got == want, (f"cycle {t}, after step {len(taken)}: r.data {got:#x}, "
+                                 f"word {want:#x} at address {taken[-1 - stages]} "
+                                 f"(taken {stages} steps before)")
+            checked.append(t)
+
+
 @pytest.mark.parametrize("stages", [1, 2])
 @pytest.mark.parametrize("depth,bank_depth", [(16, 16), (64, 16), (40, 16)])
 @pytest.mark.parametrize("p_step", [1.0, 0.5])
@@ -46,22 +67,7 @@ def test_banked_memory_reads(stages, depth, bank_depth, p_step) -> None:
         ctx.set(dut.w.en, 0)
         await ctx.tick()
         await ctx.tick()                  # the last write lands a cycle after its w.en
-        taken = []                        # the address of every step, in order
-        for t in range(300):
-            step = int(rng.random() < p_step)
-            a = int(rng.integers(0, depth))
-            ctx.set(dut.r.addr, a)
-            ctx.set(dut.r.en, step)
-            await ctx.tick()
-            if step:
-                taken.append(a)
-            if len(taken) > stages:
-                want = ref[taken[-1 - stages]]
-                got = ctx.get(dut.r.data)
-                assert got == want, (f"cycle {t}, after step {len(taken)}: r.data {got:#x}, "
-                                     f"word {want:#x} at address {taken[-1 - stages]} "
-                                     f"(taken {stages} steps before)")
-                checked.append(t)
+        await _check_reads(ctx, dut, rng, ref, stages, p_step, checked)
 
     sim.add_testbench(bench)
     sim.run()
@@ -108,20 +114,7 @@ def test_lane_memory(lanes) -> None:
             ctx.set(dut.w[ln].en, 0)
         await ctx.tick()
         await ctx.tick()
-        taken = []
-        for t in range(300):
-            step = int(rng.random() < 0.6)
-            a = int(rng.integers(0, depth))
-            ctx.set(dut.r.addr, a)
-            ctx.set(dut.r.en, step)
-            await ctx.tick()
-            if step:
-                taken.append(a)
-            if len(taken) > stages:
-                want, got = ref[taken[-1 - stages]], ctx.get(dut.r.data)
-                assert got == want, (f"cycle {t}: r.data {got:#x}, word {want:#x} at "
-                                     f"address {taken[-1 - stages]}")
-                checked.append(t)
+        await _check_reads(ctx, dut, rng, ref, stages, 0.6, checked)
 
     sim.add_testbench(bench)
     sim.run()

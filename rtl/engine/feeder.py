@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 from ...sim.config import Config
 from ..mem import ReadPortSignature
 from ..spe import PAIR_QUEUE, pair_layout
+from ..spe.address import GROUP, group_counts
 from .broadcast import tap_layout
 from .layouts import wgt_addr_bits, wgt_entry_layout
 
@@ -41,14 +42,6 @@ FEEDER_STAGES = 3
 # pushes that can happen after ``held`` was compared: ``room`` and ``push_ok`` are both
 # registers
 CREDIT_MARGIN = 2
-_GROUP = 8
-
-
-def _popcount(bits) -> object:
-    total = 0
-    for i in range(len(bits)):
-        total = total + bits[i]
-    return total
 
 
 class Feeder(wiring.Component):
@@ -90,10 +83,9 @@ class Feeder(wiring.Component):
         m = Module()
         cfg = self.cfg
         S, t = cfg.scan_width, self.i
-        groups = S // _GROUP
         w2 = Signal(wgt_entry_layout(cfg))
         wmask3, base3, and3, any3 = Signal(S), Signal(len(w2.base)), Signal(S), Signal()
-        part3 = [Signal(range(_GROUP + 1), name=f"part3_{g}") for g in range(groups)]
+        part3 = [Signal(range(GROUP + 1), name=f"part3_{g}") for g in range(S // GROUP)]
         m.d.comb += [self.wgt_rd.addr.eq(t.waddr), self.wgt_rd.en.eq(t.valid)]
         # T2: the weight chunk beside its block RAM (the read of T0 shows from T1 on and
         # is held while en is low, so w2 is loaded in the cycle after T1 of each push)
@@ -105,8 +97,7 @@ class Feeder(wiring.Component):
         m.d.comb += andm.eq(t.mask2 & w2.mask)
         m.d.sync += [wmask3.eq(w2.mask), base3.eq(w2.base), and3.eq(andm),
                      any3.eq(andm.any()),
-                     *[part3[g].eq(_popcount(andm[_GROUP * g:_GROUP * (g + 1)]))
-                       for g in range(groups)]]
+                     *[p.eq(c) for p, c in zip(part3, group_counts(andm), strict=True)]]
         keep = t.valid3 & (any3 | t.last3)
         out = self.o.payload
         m.d.comb += [self.o.valid.eq(keep), out.lanes.eq(t.a3.values), out.wmask.eq(wmask3),

@@ -20,6 +20,12 @@ ADDRESS_STAGES = 3
 GROUP = 8
 
 
+def group_counts(bits) -> list:
+    """The number of set bits in each group of ``GROUP`` channels of ``bits`` (one
+    expression a group, for a registered first step of a popcount)."""
+    return [sum(bits[GROUP * j + k] for k in range(GROUP)) for j in range(len(bits) // GROUP)]
+
+
 class Address(wiring.Component):
     """Locates an op's operands in three registered steps that never stall.
 
@@ -73,8 +79,7 @@ class Address(wiring.Component):
         base1 = Signal(AB)
         g1 = [Signal(range(GROUP + 1), name=f"g1_{j}") for j in range(G)]
         m.d.sync += [v1.eq(self.op.valid), c1.eq(p.close), act1.eq(act), base1.eq(p.base)]
-        m.d.sync += [g1[j].eq(sum(under[GROUP * j + k] for k in range(GROUP)))
-                     for j in range(G)]
+        m.d.sync += [g.eq(c) for g, c in zip(g1, group_counts(under), strict=True)]
         # A2
         v2, c2 = Signal(), Signal()
         act2 = Signal(signed(8))
