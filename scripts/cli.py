@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sim.config import Config, ConfigError
+from ..sim.config import BOARD_CONFIG, Config, ConfigError
 from ..sim.formats import (
     ERROR_MEANING,
     Err,
@@ -73,10 +73,11 @@ def _config(args: argparse.Namespace) -> Config:
     return cfg.replace(**over) if over else cfg
 
 
-def _add_config(p: argparse.ArgumentParser, formats: bool = False) -> None:
+def _add_config(p: argparse.ArgumentParser, formats: bool = False,
+                default: str = "the built-in config") -> None:
     p.add_argument("--config", metavar="CFG",
-                   help="config: a JSON file, a JSON object, or field=value[,field=value...] "
-                        "(default: the built-in config)")
+                   help="config: a preset name, a JSON file, a JSON object, or "
+                        f"field=value[,field=value...] (default: {default})")
     if formats:
         p.add_argument("--join-width", "-J", dest="join_width", type=int,
                        help="J: channels per chunk / bitmap group (8, 16, 24, 32)")
@@ -362,6 +363,9 @@ def cmd_run_layer(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import SynthError, synth
 
+    if args.config is None and args.board in BOARD_CONFIG:
+        args.config = BOARD_CONFIG[args.board]
+        print(f"synth: no --config given: the {args.board} preset {args.config!r}", flush=True)
     cfg = _config(args)
     seeds = None
     if args.seed is not None and args.seeds:
@@ -378,7 +382,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
             return 2
     elif args.board in DEFAULT_SEED:
         seeds = [DEFAULT_SEED[args.board]]
-    print(f"synth: engine ({cfg.pes} PEs, one multiplier each, S={cfg.scan_width})"
+    print(f"synth: engine ({cfg.pes} PEs, one multiplier each, S={cfg.scan_width}, "
+          f"{cfg.out_lanes} output lanes)"
           f" for {args.board}, timed at {args.mhz:g} MHz; this takes several minutes ...",
           flush=True)
     try:
@@ -566,7 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(docs/performance.md); default off: nextpnr's placement is routed "
                         "as it is")
     y.add_argument("--json", help="write fmax_mhz, luts, ffs, multipliers, brams, bitstream")
-    _add_config(y)
+    _add_config(y, default="on ulx3s-85f the preset " + repr(BOARD_CONFIG["ulx3s-85f"])
+                + ", elsewhere the built-in config")
     y.set_defaults(func=cmd_synth)
 
     m = sub.add_parser("demo", help="the main job: the pruned int8 digits CNN through the "

@@ -413,7 +413,7 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     pe_mults = _pe_multipliers(build_dir / f"{name}.json")
     if pe_mults is not None:
         res["multipliers"] = pe_mults
-    res["multipliers_config"] = cfg.pes * cfg.multipliers
+    res["multipliers_config"] = cfg.engine_multipliers
     res.update(board=board, bitstream=str(bit) if bit else None, seconds=time.time() - t0,
                config=cfg.to_dict(), target_mhz=clock_mhz, nextpnr_opts=nextpnr_opts,
                timing_met=res["fmax_mhz"] is not None and res["fmax_mhz"] >= clock_mhz)

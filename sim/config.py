@@ -11,19 +11,28 @@ import dataclasses
 import json
 from dataclasses import dataclass, fields
 
-__all__ = ["Config", "ConfigError", "PRESETS"]
+__all__ = ["Config", "ConfigError", "PRESETS", "BOARD_CONFIG"]
 
 #: Named configurations (``--config NAME``, or ``NAME,field=value,...``). The built-in
 #: default stays small so that tests and the demo simulate fast; a board preset fills its
 #: device.
 PRESETS: dict[str, dict[str, int]] = {
-    # the ULX3S-85F's ECP5: 32 PEs (32 of its 156 multipliers), memories sized to its
-    # 208 block RAMs (a 64-channel activation chunk is 16 of them wide). It does not fit
-    # the device's LUTs yet (docs/performance.md, Synthesis).
+    # the ULX3S-85F's ECP5 at the 32 multipliers: memories sized to its 208 block
+    # RAMs (a 64-channel activation chunk is 16 of them wide); it needs 112 % of the
+    # device's LUT sites, so it does not place (docs/performance.md, Synthesis)
     "ulx3s": {"pes": 32, "scan_width": 64, "out_lanes": 4, "act_mem_chunks": 512,
               "wgt_mem_chunks": 512, "wval_mem_words": 2048, "out_mem_words": 16384,
               "max_filters": 256},
+    # the largest power-of-two array that places on the ULX3S-85F with room to route:
+    # what `synth --board ulx3s-85f` builds when no --config is given
+    "ulx3s-16": {"pes": 16, "scan_width": 64, "out_lanes": 4, "act_mem_chunks": 512,
+                 "wgt_mem_chunks": 512, "wval_mem_words": 2048, "out_mem_words": 16384,
+                 "max_filters": 256},
 }
+
+#: The config a board is built with when ``synth`` is given no ``--config`` (the built-in
+#: default is sized for simulation and needs more block RAM than the ECP5-85F has).
+BOARD_CONFIG: dict[str, str] = {"ulx3s-85f": "ulx3s-16"}
 
 
 class ConfigError(ValueError):
