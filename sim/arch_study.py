@@ -77,6 +77,10 @@ class Arch:
     prejoin: bool = False     # scan: empty pairs cost nothing (but the last of an
                               # accumulation, which closes it, costs min_cost)
     min_cost: float = 1.0     # scan: least cycles a non-dropped pair costs
+    filters: int = 1          # scan: filters sharing one queued activation chunk (an
+                              # entry), one multiplier each (M = filters)
+    pool: int = 1             # scan: multipliers that pool their filters' matches: an
+                              # entry costs the largest ceil(sum / pool) over the pools
     groups: int = 1           # eie: pixel groups (activation streams)
     intake: int = 1           # eie: activations a PE takes a cycle
     out_lanes: int = 4        # results the output stage takes a cycle
@@ -97,9 +101,37 @@ class Arch:
                 "lut4_per_mult": lut / mults}
 
 
-# Per-PE LUT4 anchors: the synthesized J = 16, M = 2 PE is 5,489 LUT4, of which the J x J
-# unpack and compress crossbars are most; shared logic (broadcast, feeders' control, host
-# port, requantizer, encoder) is about 8.5k in the ULX3S build with 4 PEs.
+# Measured on the built J = 64 M1 + pre-join engine (``--config ulx3s``, 32 PEs, 4 output
+# lanes, Yosys and nextpnr's packing on the LFE5U-85F): 93,728 LUT sites, of which each
+# PE with its feeder 2.3k (its pair queue 1,187: 165 distributed-RAM cells at 6 LUT sites
+# for a 659-bit entry) and about 20k outside the PEs. The scan candidates' LUT4 are
+# computed from those parts (``scan_pe_lut``); the J = 16 chunk join is its own synthesis
+# (5,489 LUT4 a PE, 8.5k around four of them), EIE an estimate.
+QUEUE_LUT_PER_BIT = 1_187 / 659   # the pair queue, per bit of an entry
+MULT_LUT = 725                    # per multiplier: activation byte select, rank, address,
+                                  # multiply-accumulate
+FILTER_LUT = 390                  # per filter of an entry: the feeder's AND, group counts
+                                  # and credit, the lowest-match extractor, result slots
+POOL_LUT = 120                    # per filter when multipliers pool: the highest-match
+                                  # extractor and the product routing
+SCAN_SHARED_LUT = 17_000          # outside the PEs, first output lane included (and
+                                  # 60 DP16KD: activations, outputs, requantizers)
+
+
+def scan_pe_lut(J: int, M: int = 1, filters: int = 1, pool: int = 1) -> int:
+    """LUT4 of a scan PE with its feeder: the pair queue (an entry holds the J activation
+    lanes, the AND mask and weight mask of each filter, or the activation mask once and a
+    weight mask a filter, the weight base and match count of each filter, ``last``),
+    ``MULT_LUT`` a multiplier, ``FILTER_LUT`` a filter, ``POOL_LUT`` a pooled filter."""
+    cnt = math.ceil(math.log2(J + 1))
+    masks = 2 * J if filters == 1 else J + filters * J
+    entry = 8 * J + masks + filters * (11 + cnt) + 1
+    scale = J / 64                       # the select and rank logic grow with J
+    return round(entry * QUEUE_LUT_PER_BIT + M * MULT_LUT * scale
+                 + filters * (FILTER_LUT * scale + (POOL_LUT if pool > 1 else 0))
+                 + (M - filters) * 150)   # M > filters: a second extractor per filter
+
+
 ARCHES = [
     Arch("chunk join J16 M2 (rtl/pe)", "scan", J=16, M=2, min_cost=0.5, pe_lut=5_489,
          pe_bram=8, shared_lut=8_500, shared_bram=12,
@@ -107,16 +139,27 @@ ARCHES = [
     Arch("pre-join 8 x J16 M2", "scan", J=16, M=2, per_cycle=8, prejoin=True, min_cost=0.5,
          pe_lut=8_500, pe_bram=64, shared_lut=12_000, shared_bram=96,
          note="eight chunk pairs a cycle (128 channels), empty pairs dropped before the join"),
-    Arch("M-of-J J32 M1", "scan", J=32, M=1, pe_lut=900, pe_bram=3, shared_lut=9_000,
-         shared_bram=12, note="priority-encoded matches, compressed weight values"),
-    Arch("M-of-J J64 M2", "scan", J=64, M=2, pe_lut=1_700, pe_bram=4, shared_lut=11_000,
-         shared_bram=20, note="two matches a cycle from one 64-channel pair"),
-    Arch("M-of-J J64 M1", "scan", J=64, M=1, pe_lut=1_100, pe_bram=4, shared_lut=11_000,
-         shared_bram=20,
+    Arch("M-of-J J32 M1", "scan", J=32, M=1, pe_lut=scan_pe_lut(32), pe_bram=3,
+         shared_lut=SCAN_SHARED_LUT, shared_bram=60,
+         note="priority-encoded matches, compressed weight values"),
+    Arch("M-of-J J64 M2", "scan", J=64, M=2, pe_lut=scan_pe_lut(64, M=2), pe_bram=4,
+         shared_lut=SCAN_SHARED_LUT, shared_bram=60,
+         note="two matches a cycle from one 64-channel pair"),
+    Arch("M-of-J J64 M1", "scan", J=64, M=1, pe_lut=scan_pe_lut(64), pe_bram=4,
+         shared_lut=SCAN_SHARED_LUT, shared_bram=60,
          note="one match a cycle from one 64-channel pair; an empty pair costs a cycle"),
-    Arch("M-of-J J64 M1 + pre-join", "scan", J=64, M=1, prejoin=True, pe_lut=1_150,
-         pe_bram=4, shared_lut=11_000, shared_bram=20,
+    Arch("M-of-J J64 M1 + pre-join", "scan", J=64, M=1, prejoin=True,
+         pe_lut=scan_pe_lut(64), pe_bram=4, shared_lut=SCAN_SHARED_LUT, shared_bram=60,
          note="as above, empty pairs dropped before the PE's queue (chosen)"),
+    Arch("J64 two filters an entry, pooled", "scan", J=64, M=2, filters=2, pool=2,
+         prejoin=True, pe_lut=scan_pe_lut(64, M=2, filters=2, pool=2), pe_bram=8,
+         shared_lut=SCAN_SHARED_LUT, shared_bram=60,
+         note="one queued activation chunk for two filters; two multipliers take their "
+              "matches from both ends, ceil((m1 + m2) / 2) cycles an entry"),
+    Arch("J64 four filters an entry, pooled", "scan", J=64, M=4, filters=4, pool=4,
+         prejoin=True, pe_lut=scan_pe_lut(64, M=4, filters=4, pool=4), pe_bram=16,
+         shared_lut=SCAN_SHARED_LUT, shared_bram=60,
+         note="as above with four filters and four multipliers, ceil(sum / 4) cycles"),
     Arch("EIE, 1 act/cycle", "eie", M=1, groups=2, intake=1, pe_lut=450, pe_bram=2,
          shared_lut=7_000, shared_bram=6,
          note="nonzero activations broadcast, compressed weight columns"),
@@ -190,10 +233,24 @@ def run_arch(arch: Arch, layer: Layer, wm: np.ndarray, am: np.ndarray, mults: in
             empty = np.zeros(cnt.shape[1])
             closes = np.zeros(cnt.shape[1], bool)
             closes[-1] = True
+            F = arch.filters
+            slots_per_pe = -(-K // P)
+            passes = -(-slots_per_pe // F)
             for p in range(P):
-                for j in range(-(-K // P)):
-                    per_pe[p].append(cnt[slots[p][j]] if j < len(slots[p]) else empty)
-            last += [closes] * (-(-K // P))
+                for q in range(passes):
+                    ks = slots[p][q * F:(q + 1) * F]
+                    if not ks:
+                        per_pe[p].append(empty)
+                    elif F == 1:
+                        per_pe[p].append(cnt[ks[0]])
+                    else:
+                        g = arch.pool
+                        c = np.zeros((F, cnt.shape[1]))
+                        c[:len(ks)] = cnt[ks]
+                        pools = np.ceil(c.reshape(F // g, g, -1).sum(1) / g)
+                        # in matches (the cost divides by M); zero when every filter is
+                        per_pe[p].append(pools.max(0) * arch.M * (c.sum(0) > 0))
+            last += [closes] * passes
         fins = []
         for p in range(P):
             c = np.concatenate(per_pe[p]).astype(float)
@@ -305,5 +362,6 @@ def summary(res: dict) -> list[dict]:
                      "worst_util_1_64": min(u64) if u64 else math.nan,
                      "vgg_of_ideal": res["vgg_total"]["of_ideal"][n],
                      "lut4": a["lut4"], "lut4_per_mult": a["lut4_per_mult"], "bram": a["bram"],
+                     "lut4_of_85f": a["lut4"] / DSP_BLOCKS["lut4"],
                      "speedup_1_40": speed, "speedup_per_klut": 1000 * speed / a["lut4"]})
     return rows
