@@ -24,9 +24,10 @@ PRESETS: dict[str, dict[str, int]] = {
               "wgt_mem_chunks": 512, "wval_mem_words": 2048, "out_mem_words": 16384,
               "max_filters": 256},
     # the largest power-of-two array that places on the ULX3S-85F with room to route:
-    # what `synth --board ulx3s-85f` builds when no --config is given
+    # what `synth --board ulx3s-85f` builds when no --config is given (a PE's weight
+    # values: 4 dense 3 x 3 x 64 filters)
     "ulx3s-16": {"pes": 16, "scan_width": 64, "out_lanes": 4, "act_mem_chunks": 512,
-                 "wgt_mem_chunks": 512, "wval_mem_words": 2048, "out_mem_words": 16384,
+                 "wgt_mem_chunks": 512, "wval_mem_words": 4096, "out_mem_words": 16384,
                  "max_filters": 256},
 }
 
