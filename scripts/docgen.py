@@ -215,7 +215,7 @@ DECODER_CMD = "doublesparse bench decoder --json docs/results/decoder.json"
 PE_CMD = "doublesparse bench pe --json docs/results/pe.json"
 ENGINE_CMD = "doublesparse bench engine --json docs/results/engine.json"
 SYNTH_JSON = "docs/results/synth-ulx3s-85f.json"
-SYNTH_CMD = f"doublesparse synth --board ulx3s-85f --json {SYNTH_JSON}"
+SYNTH_CMD = f"doublesparse synth --board ulx3s-85f --seeds 1,2,3 --json {SYNTH_JSON}"
 CNN_CMD = "doublesparse demo --json docs/results/cnn.json"
 
 
@@ -328,8 +328,8 @@ def render_synth(root: Path) -> str:
     if r is None:
         return (f"No synthesis report is committed yet (`{SYNTH_JSON}`), so this page gives "
                 f"no Fmax or resource figures. Produce it with `{SYNTH_CMD}` (a full board "
-                f"build: Yosys, then nextpnr with placement seed "
-                f"{_default_seed()}, no ECO), commit the JSON and run `doublesparse docs`.")
+                f"build of the preset `ulx3s-16`: Yosys once, then nextpnr with placement "
+                f"seeds 1, 2 and 3, no ECO), commit the JSON and run `doublesparse docs`.")
     fmax = r.get("fmax_mhz")
     cfg = r.get("config") or {}
     rows = [("board", r.get("board", "ulx3s-85f")),
@@ -358,12 +358,6 @@ def render_synth(root: Path) -> str:
     lines += [f"| {k} | {v} |" for k, v in rows]
     lines += ["", f"The whole report: `{SYNTH_JSON}`."]
     return "\n".join(lines)
-
-
-def _default_seed() -> int:
-    from .cli import DEFAULT_SEED
-
-    return DEFAULT_SEED["ulx3s-85f"]
 
 
 def render_sweep(root: Path) -> str:
@@ -464,9 +458,17 @@ def render_cnn(root: Path) -> str:
 TARGET_CMD = "doublesparse bench target --json docs/results/target.json"
 TARGET_BOARD_CMD = ("doublesparse bench target --config ulx3s "
                     "--json docs/results/target-ulx3s.json")
+TARGET_BUILD_CMD = ("doublesparse bench target --config ulx3s-16 "
+                    "--json docs/results/target-ulx3s-16.json")
 
 
-def _render_target_rows(rows: list[dict], rel: str, cmd: str) -> list[str]:
+def _render_target_rows(rows: list[dict], rel: str, cmd: str,
+                        fmax: float | None = None) -> list[str]:
+    if fmax is not None and "gops_dense_equivalent_at_fmax" not in rows[0]:
+        # dense-equivalent GOP/s at the synthesis report's Fmax: 2 x in-image dense MACs
+        # x Fmax / cycles
+        rows = [dict(r, gops_dense_equivalent_at_fmax=2 * r["dense_cycles_in_image"]
+                     * r["multipliers"] * fmax * 1e6 / r["cycles"] / 1e9) for r in rows]
     r0 = rows[0]
     lines = [f"Reproduce: `{cmd}` ({r0['pes']} PEs, one multiplier each, S = "
              f"{r0.get('scan_width', '?')}, {r0.get('out_lanes', 1)} output lane(s); "
@@ -497,13 +499,21 @@ def _render_target_rows(rows: list[dict], rel: str, cmd: str) -> list[str]:
 
 def render_target(root: Path) -> str:
     out = []
+    synth = _load(root, SYNTH_JSON)
     for rel, cmd, title in ((f"{RESULTS}/target.json", TARGET_CMD, "Default config"),
                             (f"{RESULTS}/target-ulx3s.json", TARGET_BOARD_CMD,
-                             "Board preset `ulx3s`")):
+                             "Board preset `ulx3s` (32 PEs; does not fit the device)"),
+                            (f"{RESULTS}/target-ulx3s-16.json", TARGET_BUILD_CMD,
+                             "Board build `ulx3s-16` (16 PEs; what `synth` builds)")):
         rows = _load(root, rel)
+        fmax = None
+        if rows is not None and synth and synth.get("fmax_mhz") and \
+                (synth.get("config") or {}).get("pes") == rows[0]["pes"]:
+            fmax = synth["fmax_mhz"]
+            title += f", GOP/s at the routed Fmax of `{SYNTH_JSON}` ({fmax:.2f} MHz)"
         out += [f"**{title}.**", ""]
         out += _missing(rel, cmd).split("\n") if rows is None else \
-            _render_target_rows(rows, rel, cmd)
+            _render_target_rows(rows, rel, cmd, fmax)
         out.append("")
     return "\n".join(out).rstrip()
 
