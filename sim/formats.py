@@ -6,6 +6,7 @@ axes (taken in C order, i.e. row-major). Each channel vector is cut into *chunks
 the nonzero values packed in channel order (:class:`Chunk`).
 
 A memory image is a sequence of little-endian 32-bit words: an eleven-word self-describing header
+(format version 2: magic ``"DSP2"``, a CRC-32 of the body and a CRC-32 of the header)
 followed by the body in one of three formats (bit-level spec: ``docs/formats.md``):
 
 * ``bitmap``: one word-aligned record per chunk: J/8 mask bytes, then the nonzero bytes.
@@ -22,6 +23,8 @@ same error code, so it serves both as the software decoder and as the RTL's gold
 from __future__ import annotations
 
 import enum
+import functools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,10 +36,14 @@ __all__ = [
     "MAGIC", "HEADER_WORDS", "Fmt", "Err", "ERROR_MEANING", "FormatError", "Chunk", "Header",
     "ImageResult", "Parser", "encode", "encode_bitmap", "encode_rle", "encode_nm", "decode",
     "parse_image", "parse_stream", "read_header", "to_chunks", "chunks_to_tensor", "prune_nm",
-    "is_nm", "config_for_header", "body_check",
+    "is_nm", "config_for_header", "FORMAT_VERSION", "MAGIC_V1", "CRC32_POLY", "CRC32_INIT",
+    "crc32_matrix", "crc32_inverse_matrix", "crc32_word", "crc32_words", "crc32_key",
+    "body_crc", "header_crc",
 ]
 
-MAGIC = 0x31505344  # b"DSP1" little-endian
+FORMAT_VERSION = 2
+MAGIC = 0x32505344      # b"DSP2" little-endian: format version 2
+MAGIC_V1 = 0x31505344   # b"DSP1": format version 1 (refused: its checksums are not CRCs)
 HEADER_WORDS = 11
 MAX_BODY_WORDS = 1 << 28
 MASK32 = 0xFFFF_FFFF
@@ -78,10 +85,12 @@ class Err(enum.IntEnum):
 
 ERROR_MEANING = {
     Err.OK: "image decoded correctly",
-    Err.BAD_MAGIC: "word 0 is not the magic number 0x31505344 ('DSP1')",
+    Err.BAD_MAGIC: "word 0 is not the magic number 0x32505344 ('DSP2', format version 2); a "
+                   "version 1 image (magic 'DSP1') must be re-encoded",
     Err.BAD_FORMAT: "unknown format code, or format parameters (J, R, N, M) that differ from "
                     "the decoder's configuration, or nonzero reserved fields in word 1",
-    Err.BAD_HEADER: "bad header: ndim not 1..4, a zero or too large size, or a wrong checksum",
+    Err.BAD_HEADER: "bad header: ndim not 1..4, a zero or too large size, or header words 0..9 "
+                    "that do not match their CRC-32 (word 10)",
     Err.TRUNCATED: "the image ended (last flag, or the header's word count) before its body "
                    "was complete",
     Err.LENGTH: "the body was complete but the image goes on, or the header's word count "
@@ -90,17 +99,104 @@ ERROR_MEANING = {
                         "marks a nonzero, a nonzero padding byte or field, or an RLE count of 3",
     Err.PAST_END: "a mask bit, run or N:M position reaches past the end of the channel vector",
     Err.NM_ORDER: "N:M positions in a group are duplicated or not in ascending order",
-    Err.BAD_CHECKSUM: "the body does not match its checksum (header word 9): the image was "
-                      "altered, e.g. a value changed",
+    Err.BAD_CHECKSUM: "the body does not match its CRC-32 (header word 9): the image was "
+                      "altered, e.g. a value changed or two words swapped",
 }
 
 
-def body_check(words: Iterable[int]) -> int:
-    """The body checksum: c = rotl32(c, 1) ^ word over the body words, from c = 0."""
-    c = 0
+# ---------------------------------------------------------------------------------------
+# CRC-32 (IEEE 802.3, reflected: what zlib.crc32 computes), one 32-bit word at a time
+# ---------------------------------------------------------------------------------------
+
+CRC32_POLY = 0xEDB8_8320    # x^32 + x^26 + ... + 1, bit-reversed (reflected) form
+CRC32_INIT = 0xFFFF_FFFF    # initial register; the CRC is the final register XOR this
+
+
+@functools.cache
+def crc32_matrix() -> tuple[int, ...]:
+    """The word update of the CRC register as a GF(2) matrix: ``rows[i]`` is the set (a bit
+    mask) of the bits of ``x = state ^ word`` whose XOR is bit i of the next state.
+
+    Made by running the 32 one-bit steps of the reflected shift register symbolically (each
+    register bit a set of x bits): a word is 4 little-endian bytes, each taken from its
+    least significant bit on, so bit j of the word is the j-th bit shifted in."""
+    reg = [1 << i for i in range(32)]           # bit i of the register holds x_i
+    for _ in range(32):
+        out = reg[0]                            # the bit shifted out decides the XOR
+        reg = reg[1:] + [0]
+        reg = [r ^ out if CRC32_POLY >> i & 1 else r for i, r in enumerate(reg)]
+    return tuple(reg)
+
+
+def _gf2_apply(rows: Sequence[int], x: int) -> int:
+    return sum(((r & x).bit_count() & 1) << i for i, r in enumerate(rows))
+
+
+@functools.cache
+def crc32_inverse_matrix() -> tuple[int, ...]:
+    """Rows of the inverse of :func:`crc32_matrix` (it is invertible: the polynomial has a
+    constant term). Gauss-Jordan elimination over GF(2)."""
+    n = 32
+    # augmented rows: matrix bits in [0, n), identity bits in [n, 2n)
+    aug = [r | 1 << (n + i) for i, r in enumerate(crc32_matrix())]
+    for col in range(n):
+        piv = next(i for i in range(col, n) if aug[i] >> col & 1)
+        aug[col], aug[piv] = aug[piv], aug[col]
+        for i in range(n):
+            if i != col and aug[i] >> col & 1:
+                aug[i] ^= aug[col]
+    return tuple(a >> n for a in aug)
+
+
+@functools.cache
+def _crc32_tables() -> tuple[tuple[int, ...], ...]:
+    """The matrix as four byte tables: the next state is the XOR of one entry per byte of
+    ``x`` (column sums of :func:`crc32_matrix`, for speed)."""
+    rows = crc32_matrix()
+    cols = [_gf2_apply(rows, 1 << j) for j in range(32)]
+    tables = []
+    for k in range(4):
+        t = [0] * 256
+        for b in range(1, 256):
+            low = b & -b
+            t[b] = t[b ^ low] ^ cols[8 * k + low.bit_length() - 1]
+        tables.append(tuple(t))
+    return tuple(tables)
+
+
+def crc32_word(state: int, word: int) -> int:
+    """The CRC register after one word: ``crc32_matrix()`` applied to ``state ^ word``."""
+    t0, t1, t2, t3 = _crc32_tables()
+    x = (int(state) ^ int(word)) & MASK32
+    return t0[x & 0xFF] ^ t1[x >> 8 & 0xFF] ^ t2[x >> 16 & 0xFF] ^ t3[x >> 24]
+
+
+def crc32_words(words: Iterable[int], crc: int = 0) -> int:
+    """CRC-32 of 32-bit words taken as little-endian bytes; equals
+    ``zlib.crc32(np.asarray(words, "<u4").tobytes(), crc)`` (``crc``: the CRC of what came
+    before, to continue it)."""
+    state = (int(crc) ^ CRC32_INIT) & MASK32
     for w in words:
-        c = ((c << 1 | c >> 31) & MASK32) ^ (int(w) & MASK32)
-    return c
+        state = crc32_word(state, w)
+    return state ^ CRC32_INIT
+
+
+def crc32_key(crc: int) -> int:
+    """The key that checks a CRC at its final word with one comparison: for any register
+    ``state`` before the final word ``w``, ``crc32_word(state, w) ^ CRC32_INIT == crc``
+    exactly when ``w == state ^ crc32_key(crc)`` (the inverse matrix applied to the final
+    register)."""
+    return _gf2_apply(crc32_inverse_matrix(), (int(crc) ^ CRC32_INIT) & MASK32)
+
+
+def body_crc(words: Iterable[int]) -> int:
+    """Header word 9: the CRC-32 of the body words."""
+    return crc32_words(words)
+
+
+def header_crc(words: Sequence[int]) -> int:
+    """Header word 10: the CRC-32 of header words 0..9 (``words`` may be longer)."""
+    return crc32_words(list(words)[:HEADER_WORDS - 1])
 
 
 class FormatError(ValueError):
@@ -202,15 +298,22 @@ def _header(fmt: Fmt, jw: int, p0: int, p1: int, shape: tuple[int, ...],
             body: list[int]) -> list[int]:
     body_words = len(body)
     dims = list(shape) + [1] * (4 - len(shape))
-    npos = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    npos = math.prod(int(d) for d in shape[1:])
     for name, v, lim in (("channels", shape[0], 65535), ("positions", npos, 1 << 24),
                          ("body words", body_words, MAX_BODY_WORDS)):
         if v > lim:
             raise FormatError(Err.BAD_HEADER, f"{name} {v} exceeds the format limit {lim}")
     w = [MAGIC, int(fmt) | jw << 8 | p0 << 16 | p1 << 24, len(shape), *dims, npos, body_words,
-         body_check(body)]
-    w.append((-sum(w)) & MASK32)
+         body_crc(body)]
+    w.append(header_crc(w))
     return w
+
+
+def _magic_error(w0: int) -> str:
+    if w0 == MAGIC_V1:
+        return (f"format version 1 image (magic DSP1): this decoder reads version "
+                f"{FORMAT_VERSION} (CRC-32); re-encode it")
+    return f"word 0 is {w0:#010x}, expected {MAGIC:#010x} ('DSP2')"
 
 
 def read_header(words: Sequence[int]) -> Header:
@@ -221,9 +324,10 @@ def read_header(words: Sequence[int]) -> Header:
                           f"image has {len(words)} words; the header alone needs {HEADER_WORDS}")
     w = [int(v) & MASK32 for v in words[:HEADER_WORDS]]
     if w[0] != MAGIC:
-        raise FormatError(Err.BAD_MAGIC, f"word 0 is {w[0]:#010x}, expected {MAGIC:#010x}")
-    if sum(w) & MASK32:
-        raise FormatError(Err.BAD_HEADER, f"header checksum word {w[10]:#010x} is wrong")
+        raise FormatError(Err.BAD_MAGIC, _magic_error(w[0]))
+    if w[10] != header_crc(w):
+        raise FormatError(Err.BAD_HEADER, f"header CRC word 10 is {w[10]:#010x}, the CRC-32 of "
+                                          f"words 0..9 is {header_crc(w):#010x}")
     try:
         fmt = Fmt(w[1] & 0xFF)
     except ValueError:
@@ -237,7 +341,10 @@ def read_header(words: Sequence[int]) -> Header:
         raise FormatError(Err.BAD_HEADER, f"shape {shape} has a zero dimension")
     if any(d != 1 for d in dims[ndim:]):
         raise FormatError(Err.BAD_HEADER, f"unused dimensions {dims[ndim:]} must be 1")
-    npos = int(np.prod(shape[1:], dtype=np.int64)) if ndim > 1 else 1
+    npos = math.prod(shape[1:])     # Python ints: no wrap-around
+    if npos > MASK32:
+        raise FormatError(Err.BAD_HEADER, f"shape {shape}: dims 1..{ndim - 1} multiply to "
+                                          f"{npos}, more than the 32-bit npos word holds")
     if w[7] != npos:
         raise FormatError(Err.BAD_HEADER, f"npos word is {w[7]}, shape {shape} gives {npos}")
     return Header(fmt, (w[1] >> 8) & 0xFF, (w[1] >> 16) & 0xFF, (w[1] >> 24) & 0xFF,
@@ -288,7 +395,7 @@ def chunks_to_tensor(chunks: Sequence[Chunk], shape: Sequence[int],
                      join_width: int) -> np.ndarray:
     """Inverse of :func:`to_chunks`; checks the chunk count and last flags."""
     c = shape[0]
-    npos = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    npos = math.prod(int(d) for d in shape[1:])
     per = -(-c // join_width)
     if len(chunks) != per * npos:
         raise FormatError(Err.LENGTH, f"{len(chunks)} chunks for shape {tuple(shape)} "
@@ -464,7 +571,7 @@ class Parser:
         self.hw: list[int] = []
         self.total = 0
         self.check_want = 0
-        self.check = 0
+        self.check = CRC32_INIT     # CRC register over the body words taken so far
         self.fmt = Fmt.BITMAP
         self.c = 0
         self.npos = 0
@@ -509,9 +616,9 @@ class Parser:
             if not (last and at_total):
                 self._fail(Err.LENGTH, f"body complete at word {self.idx} but last={int(last)}"
                                        f" and the header says {self.total} words")
-            got = ((self.check << 1 | self.check >> 31) & MASK32) ^ w
+            got = crc32_word(self.check, w) ^ CRC32_INIT
             if got != self.check_want:
-                self._fail(Err.BAD_CHECKSUM, f"body checksum {got:#010x}, header says "
+                self._fail(Err.BAD_CHECKSUM, f"body CRC-32 is {got:#010x}, header word 9 says "
                                              f"{self.check_want:#010x}")
         elif last or at_total:
             self._fail(Err.TRUNCATED, f"image ends at word {self.idx} before its body is "
@@ -540,13 +647,13 @@ class Parser:
             self._rle_word(w, last)
         else:
             self._record_word(w, last)
-        self.check = ((self.check << 1 | self.check >> 31) & MASK32) ^ w
+        self.check = crc32_word(self.check, w)
 
     def _header_word(self, w: int) -> None:
         cfg, i = self.cfg, self.idx
         self.hw.append(w)
         if i == 0 and w != MAGIC:
-            self._fail(Err.BAD_MAGIC, f"word 0 is {w:#010x}, expected {MAGIC:#010x}")
+            self._fail(Err.BAD_MAGIC, _magic_error(w))
         if i == 1:
             f, jw, p0, p1 = w & 0xFF, (w >> 8) & 0xFF, (w >> 16) & 0xFF, w >> 24
             want = {Fmt.BITMAP: (cfg.join_width, 0, 0), Fmt.RLE: (0, cfg.run_bits, 0),
@@ -574,8 +681,9 @@ class Parser:
             self.total = HEADER_WORDS + w
         if i == 9:
             self.check_want = w
-        if i == 10 and sum(self.hw) & MASK32:
-            self._fail(Err.BAD_HEADER, f"header checksum word {w:#010x} is wrong")
+        if i == 10 and w != header_crc(self.hw):
+            self._fail(Err.BAD_HEADER, f"header CRC word 10 is {w:#010x}, the CRC-32 of words "
+                                       f"0..9 is {header_crc(self.hw):#010x}")
 
     # bitmap and N:M records -----------------------------------------------------------
     def _record_word(self, w: int, last: bool) -> None:

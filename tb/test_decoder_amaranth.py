@@ -10,9 +10,18 @@ import numpy as np
 import pytest
 
 from doublesparse.sim.config import Config
-from doublesparse.sim.formats import HEADER_WORDS, MASK32, Err, encode, parse_stream, to_chunks
+from doublesparse.sim.formats import (
+    HEADER_WORDS,
+    MAGIC_V1,
+    Err,
+    body_crc,
+    encode,
+    header_crc,
+    parse_stream,
+    to_chunks,
+)
 from doublesparse.tb.amaranth_harness import run_decoder
-from doublesparse.tb.stimulus import FORMATS, fix_checksum, fuzz_image, random_image, stream_of
+from doublesparse.tb.stimulus import FORMATS, fuzz_image, random_image, stream_of
 
 SEED = int(os.environ.get("DS_SEED", "7"))
 CONFIGS = [Config(), Config(join_width=8, run_bits=2, nm_n=1, nm_m=2, multipliers=1),
@@ -92,11 +101,13 @@ def test_decoder_recovers_after_each_error_kind() -> None:
     x, good = random_image(rng, cfg, "rle", (40, 2), 0.3)
     good = [int(w) for w in good]
     bad_magic = [0xDEADBEEF] + good[1:]
+    version1 = [MAGIC_V1] + good[1:]
     truncated = good[:12]
     too_long = good + [0]
-    images = [bad_magic, good, truncated, good, too_long, good]
+    images = [bad_magic, good, version1, good, truncated, good, too_long, good]
     words, lasts = stream_of(images)
-    want = [Err.BAD_MAGIC, Err.OK, Err.TRUNCATED, Err.OK, Err.LENGTH, Err.OK]
+    want = [Err.BAD_MAGIC, Err.OK, Err.BAD_MAGIC, Err.OK, Err.TRUNCATED, Err.OK, Err.LENGTH,
+            Err.OK]
     ref = parse_stream(words, lasts, cfg)
     assert [r.error for r in ref] == want
     _run_checked(cfg, words, lasts, [c for r in ref for c in r.chunks], want, "recover",
@@ -105,13 +116,11 @@ def test_decoder_recovers_after_each_error_kind() -> None:
 
 def _with_body(header: list[int], body: list[int]) -> list[int]:
     """An image of ``header``'s format and shape with ``body`` as its body: word count,
-    body checksum and header sum set to match."""
-    check = 0
-    for w in body:
-        check = ((check << 1 | check >> 31) & MASK32) ^ w
+    body CRC and header CRC set to match."""
     h = [int(w) for w in header[:HEADER_WORDS]]
-    h[8], h[9] = len(body), check
-    return fix_checksum(h) + body
+    h[8], h[9] = len(body), body_crc(body)
+    h[10] = header_crc(h)
+    return h + body
 
 
 @pytest.mark.parametrize("stalls", [(1.0, 1.0), (0.6, 0.5)], ids=["nostall", "stall"])

@@ -20,8 +20,18 @@ from amaranth.sim import Simulator
 from doublesparse.rtl.decoder import HeaderParser, RecordParser, RunLengthParser
 from doublesparse.rtl.decoder.layouts import channel_width
 from doublesparse.sim.config import Config
-from doublesparse.sim.formats import HEADER_WORDS, MAGIC, MASK32, MAX_BODY_WORDS, Err
-from doublesparse.tb.stimulus import fix_checksum, random_image
+from doublesparse.sim.formats import (
+    CRC32_INIT,
+    HEADER_WORDS,
+    MAGIC,
+    MAGIC_V1,
+    MAX_BODY_WORDS,
+    Err,
+    crc32_key,
+    crc32_word,
+    header_crc,
+)
+from doublesparse.tb.stimulus import random_image
 
 SEED = int(os.environ.get("DS_SEED", "5"))
 CONFIGS = [Config(), Config(join_width=8, run_bits=2, nm_n=1, nm_m=2, multipliers=1),
@@ -97,11 +107,11 @@ def _corrupt(rng: np.random.Generator, w: int) -> int:
 class HeaderRef:
     """The header rules and captured fields of ``docs/formats.md``."""
 
-    FIELDS = {1: "format", 3: "channels", 7: "positions", 8: "total", 9: "checksum"}
+    FIELDS = {1: "format", 3: "channels", 7: "positions", 8: "total", 9: "body_key"}
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.hsum = 0
+        self.hcrc = 0           # CRC register over the committed words
         self.fields = dict.fromkeys(self.FIELDS.values(), 0)
 
     def error(self, index: int, w: int) -> int:
@@ -116,19 +126,20 @@ class HeaderRef:
         hi = {2: 4, 3: cfg.max_channels, 7: cfg.max_positions, 8: MAX_BODY_WORDS}
         if index in hi:
             return 0 if 1 <= w <= hi[index] else Err.BAD_HEADER
-        if index == 10:
-            return 0 if (self.hsum + w) & MASK32 == 0 else Err.BAD_HEADER
+        if index == 10:     # the CRC-32 of words 0..9
+            return 0 if self.hcrc ^ CRC32_INIT == w else Err.BAD_HEADER
         return 0
 
     def commit(self, index: int, w: int) -> None:
-        self.hsum = w if index == 0 else (self.hsum + w) & MASK32
+        self.hcrc = crc32_word(CRC32_INIT if index == 0 else self.hcrc, w)
         if index in self.FIELDS:
-            self.fields[self.FIELDS[index]] = {1: w & 0xFF, 8: w + HEADER_WORDS}.get(index, w)
+            self.fields[self.FIELDS[index]] = {1: w & 0xFF, 8: w + HEADER_WORDS,
+                                               9: crc32_key(w)}.get(index, w)
 
 
 def _headers(rng: np.random.Generator, cfg: Config, n: int):
     """Headers of valid images; some with a field set to a boundary or random value, the
-    checksum word repaired or not."""
+    header CRC (word 10) repaired or not; a few of format version 1 (magic DSP1)."""
     hi = {2: 4, 3: cfg.max_channels, 7: cfg.max_positions, 8: MAX_BODY_WORDS}
     for img in _images(rng, cfg, ("bitmap", "rle", "nm"), n):
         h = img[:HEADER_WORDS]
@@ -140,10 +151,12 @@ def _headers(rng: np.random.Generator, cfg: Config, n: int):
                 h[i] = int(rng.choice([0x1, 0x2, 0x3, 0x4]) | rng.choice(
                     [h[i] & ~0xFF, 0, cfg.join_width << 8, cfg.run_bits << 16,
                      (cfg.join_width << 8) | (cfg.nm_n << 16) | (cfg.nm_m << 24)]))
+            elif i == 0 and rng.random() < 0.5:
+                h[i] = MAGIC_V1
             else:
                 h[i] = _corrupt(rng, h[i])
             if rng.random() < 0.7:
-                fix_checksum(h)
+                h[10] = header_crc(h)
         yield h
 
 

@@ -1,6 +1,9 @@
-"""The NumPy formats and the config: round trips, encoder errors, header checks."""
+"""The NumPy formats and the config: round trips, encoder errors, header checks, the
+CRC-32 words of the header and every single-bit flip and word swap of sample images."""
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import pytest
@@ -9,19 +12,22 @@ from doublesparse.sim.config import Config, ConfigError
 from doublesparse.sim.formats import (
     HEADER_WORDS,
     MAGIC,
+    MAGIC_V1,
+    MASK32,
     Err,
     FormatError,
     decode,
     encode,
     encode_nm,
     encode_rle,
+    header_crc,
     is_nm,
     parse_image,
     prune_nm,
     read_header,
     to_chunks,
 )
-from doublesparse.tb.stimulus import FORMATS, fix_checksum, random_tensor
+from doublesparse.tb.stimulus import FORMATS, random_image, random_tensor
 
 SEED = 20261125
 DENSITIES = (0.0, 0.05, 0.3, 0.7, 1.0)
@@ -140,23 +146,95 @@ def test_encoder_rejects(bad: np.ndarray, match: str) -> None:
 def test_header_checks(word: int, value: int, code: Err) -> None:
     img = [int(w) for w in encode(np.arange(20, dtype=np.int8), "bitmap")]
     img[word] = value
-    fix_checksum(img)
+    img[10] = header_crc(img)
     with pytest.raises(FormatError) as e:
         decode(img)
     assert e.value.code == code
     assert parse_image(img, Config()).error == code
 
 
-def test_header_checksum_and_shape() -> None:
+def test_header_crc_and_shape() -> None:
     img = [int(w) for w in encode(np.ones((4, 3, 2), np.int8), "rle")]
     h = read_header(img)
     assert h.shape == (4, 3, 2) and h.npos == 6
-    img[4] = 2  # shape word changed without repairing the checksum
-    with pytest.raises(FormatError, match="checksum"):
+    img[4] = 2  # shape word changed without repairing the header CRC
+    with pytest.raises(FormatError, match="header CRC word 10") as e:
         read_header(img)
-    fix_checksum(img)
+    assert e.value.code == Err.BAD_HEADER
+    r = parse_image(img, Config())
+    assert (r.error, r.error_word) == (Err.BAD_HEADER, 10), r
+    img[10] = header_crc(img)
     with pytest.raises(FormatError, match="npos"):
         read_header(img)
+
+
+def _le_bytes(words) -> bytes:
+    return np.asarray([int(w) for w in words], dtype="<u4").tobytes()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_header_words_are_zlib_crcs(fmt: str) -> None:
+    """Word 0 is b"DSP2"; word 9 is zlib.crc32 of the body's bytes, word 10 of words 0..9."""
+    cfg = Config()
+    _, img = random_image(np.random.default_rng(SEED), cfg, fmt, (37, 3), 0.4)
+    img = [int(w) for w in img]
+    assert _le_bytes(img[:1]) == b"DSP2" and img[0] == MAGIC
+    body = img[HEADER_WORDS:]
+    assert len(body) == img[8]
+    for word, data in ((9, _le_bytes(body)), (10, _le_bytes(img[:10]))):
+        assert img[word] == zlib.crc32(data), (
+            f"word {word}: {img[word]:#010x}, zlib.crc32 {zlib.crc32(data):#010x}")
+
+
+def _version1(img: list[int]) -> list[int]:
+    """The same image in format version 1: magic DSP1, word 9 the rotate-XOR body
+    checksum, word 10 making words 0..10 sum to 0 mod 2**32."""
+    v1 = list(img)
+    c = 0
+    for w in v1[HEADER_WORDS:]:
+        c = ((c << 1 | c >> 31) & MASK32) ^ w
+    v1[0], v1[9] = MAGIC_V1, c
+    v1[10] = -sum(v1[:10]) & MASK32
+    return v1
+
+
+def test_version1_image_is_refused() -> None:
+    x = np.arange(-20, 20, dtype=np.int8).reshape(20, 2)
+    v1 = _version1([int(w) for w in encode(x, "bitmap")])
+    assert _le_bytes(v1[:1]) == b"DSP1"
+    for f in (decode, read_header):
+        with pytest.raises(FormatError, match=r"format version 1 image \(magic DSP1\): this "
+                                              r"decoder reads version 2 \(CRC-32\); "
+                                              r"re-encode it") as e:
+            f(v1)
+        assert e.value.code == Err.BAD_MAGIC
+    r = parse_image(v1, Config())
+    assert (r.error, r.error_word, r.chunks) == (Err.BAD_MAGIC, 0, []), r
+    assert "format version 1" in r.detail
+    # any other word 0 names the magic it expected
+    with pytest.raises(FormatError, match="expected 0x32505344"):
+        read_header([0x12345678] + v1[1:])
+
+
+@pytest.mark.parametrize("dims, product", [
+    ((0xFFFFFFFF,) * 4, 0xFFFFFFFF ** 3),
+    ((5, 1 << 31, 1 << 31, 4), 1 << 64),           # np.prod(..., int64) wraps to 0
+    ((5, 1 << 16, 1 << 16, 1), 1 << 32),           # just over the npos word
+])
+def test_dimension_product_overflow(dims: tuple[int, ...], product: int) -> None:
+    """A header whose dimensions multiply past 32 (or 64) bits is BAD_HEADER naming the
+    product, whatever npos word it carries (also the 64-bit wrap-around's value)."""
+    img = [int(w) for w in encode(np.ones((5, 2), np.int8), "bitmap")]
+    for npos in (0, 1, int(np.prod(np.array(dims[1:], dtype=np.int64))) & MASK32,
+                 product & MASK32):
+        h = list(img)
+        h[2], h[3:7], h[7] = 4, list(dims), npos
+        h[10] = header_crc(h)
+        with pytest.raises(FormatError, match=f"multiply to {product}") as e:
+            read_header(h)
+        assert e.value.code == Err.BAD_HEADER
+        with pytest.raises(FormatError):
+            decode(h)
 
 
 def test_wrong_config_is_bad_format() -> None:
@@ -182,3 +260,109 @@ def test_config_parse() -> None:
         Config.parse("bogus=1")
     with pytest.raises(ConfigError, match="must be an int"):
         Config.parse("pes=four")
+
+
+# ------------------------------------------------------------------------------ corruptions
+def _sample(fmt: str) -> tuple[np.ndarray, list[int]]:
+    """A sample image of ``fmt`` (default config) with 40 to 80 body words."""
+    rng = np.random.default_rng(SEED + 1)
+    x, img = random_image(rng, Config(), fmt, (45, 3, 2), 0.35)
+    img = [int(w) for w in img]
+    assert 40 <= len(img) - HEADER_WORDS <= 80, len(img) - HEADER_WORDS
+    return x, img
+
+
+def _refused(bad: list[int], cfg: Config, what: str, img: list[int],
+             header: bool = False) -> Err:
+    """The error code of a corrupted image, failing the test if it decodes (printing the
+    corruption, both images and what the decoder returned). ``header``: the header was
+    altered, so ``decode`` (``read_header``, then a config from the header) must raise too."""
+    r = parse_image(bad, cfg)
+    if r.error == Err.OK:
+        pytest.fail(f"{what}: decoded with status 0\n  original: {[hex(w) for w in img]}\n"
+                    f"  altered:  {[hex(w) for w in bad]}\n"
+                    f"  chunks of the altered image: {[str(c) for c in r.chunks]}\n"
+                    f"  chunks of the original:      "
+                    f"{[str(c) for c in parse_image(img, cfg).chunks]}")
+    if header:
+        try:
+            y = decode(bad)
+        except FormatError:
+            pass
+        else:
+            pytest.fail(f"{what}: decode returned {y.shape} {y.ravel()[:16]} (reference "
+                        f"decoder: {r.error.name})")
+    return r.error
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_bit_flip_and_word_swap_is_refused(fmt: str) -> None:
+    """Every single-bit flip of every word (header and body) and every swap of two
+    different words of a sample image: the reference decoder reports an error, and
+    ``decode`` raises when the header is altered (for a body alteration ``decode`` runs
+    the same decoder)."""
+    print(f"seed {SEED + 1}")
+    cfg = Config()
+    x, img = _sample(fmt)
+    assert parse_image(img, cfg).error == Err.OK and np.array_equal(decode(img), x)
+    codes: dict[str, int] = {}
+    n_flip = n_swap = 0
+    for i in range(len(img)):
+        for b in range(32):
+            bad = list(img)
+            bad[i] ^= 1 << b
+            e = _refused(bad, cfg, f"{fmt}: bit {b} of word {i} flipped", img,
+                         i < HEADER_WORDS)
+            codes[e.name] = codes.get(e.name, 0) + 1
+            n_flip += 1
+    for i in range(len(img)):
+        for j in range(i + 1, len(img)):
+            if img[i] == img[j]:
+                continue
+            bad = list(img)
+            bad[i], bad[j] = bad[j], bad[i]
+            e = _refused(bad, cfg, f"{fmt}: words {i} and {j} swapped", img,
+                         i < HEADER_WORDS)
+            codes[e.name] = codes.get(e.name, 0) + 1
+            n_swap += 1
+    print(f"{fmt}: {len(img)} words ({len(img) - HEADER_WORDS} body): {n_flip} bit flips and "
+          f"{n_swap} word swaps refused; codes {dict(sorted(codes.items()))}")
+    assert n_flip == 32 * len(img) and n_swap > len(img) * (len(img) - 1) // 4
+    assert codes.get("BAD_CHECKSUM", 0) > 0 and codes.get("BAD_HEADER", 0) > 0
+
+
+def test_rotate_xor_blind_spots_are_caught() -> None:
+    """The alterations a rotate-XOR checksum misses (bit b of word i and bit b + 1 of word
+    i + 1 flipped; two words 32 apart swapped) are refused; the old checksum is computed
+    here to show that each case is one it would have missed."""
+    cfg = Config()
+    _, img = random_image(np.random.default_rng(SEED + 2), cfg, "bitmap", (40, 6), 0.5)
+    img = [int(w) for w in img]
+    body = len(img) - HEADER_WORDS
+    assert body > 40, body  # swaps 32 apart exist
+
+    def rotxor(words):
+        c = 0
+        for w in words:
+            c = ((c << 1 | c >> 31) & MASK32) ^ w
+        return c
+
+    n = 0
+    for i in range(HEADER_WORDS, len(img) - 1):
+        for b in range(32):
+            bad = list(img)
+            bad[i] ^= 1 << b
+            bad[i + 1] ^= 1 << (b + 1) % 32
+            assert rotxor(bad[HEADER_WORDS:]) == rotxor(img[HEADER_WORDS:])
+            _refused(bad, cfg, f"bit {b} of word {i} and bit {(b + 1) % 32} of word {i + 1} "
+                               f"flipped", img)
+            n += 1
+    for i in range(HEADER_WORDS, len(img) - 32):
+        if img[i] != img[i + 32]:
+            bad = list(img)
+            bad[i], bad[i + 32] = bad[i + 32], bad[i]
+            assert rotxor(bad[HEADER_WORDS:]) == rotxor(img[HEADER_WORDS:])
+            _refused(bad, cfg, f"words {i} and {i + 32} swapped", img)
+            n += 1
+    print(f"{n} alterations that keep the rotate-XOR checksum refused")
+    assert n > 32 * (body - 1)

@@ -1,6 +1,7 @@
 """The compressed-format decoder (``docs/decoder.md``): :class:`Decoder` and the
 components it is built from."""
 
+from .crc import crc32_key, crc32_step
 from .decoder import Decoder
 from .header import HeaderParser
 from .layouts import WORD_LAYOUT, partial_layout
@@ -8,4 +9,4 @@ from .record import RecordParser
 from .runlength import RunLengthParser
 
 __all__ = ["Decoder", "WORD_LAYOUT", "HeaderParser", "RecordParser", "RunLengthParser",
-           "partial_layout"]
+           "crc32_key", "crc32_step", "partial_layout"]

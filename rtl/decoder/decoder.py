@@ -21,18 +21,25 @@ Structure: :class:`HeaderParser` checks the header words and keeps their fields,
 :class:`RecordParser` and :class:`RunLengthParser` check a body word and merge its values
 into the chunk being assembled. This component holds what they share: the word index, the
 draining flag, the position within the image (vector, chunk base), the accumulator, the body
-checksum, the length rules and the output register.
+CRC, the length rules and the output register.
+
+Body CRC: a register advanced by :func:`~.crc.crc32_step` (an XOR tree per bit) with every
+body word taken, so the check costs no cycle. At the body's final word the CRC-32 of the
+body must equal header word 9; the header stage keeps that word as ``body_key``
+(:func:`~.crc.crc32_key`), so the test is ``word == crc ^ body_key``: a comparison with
+registers, as short as the other length rules.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...sim.config import Config
-from ...sim.formats import HEADER_WORDS, Err, Fmt
+from ...sim.formats import CRC32_INIT, HEADER_WORDS, Err, Fmt
 from ..chunk import chunk_layout
+from .crc import crc32_step
 from .header import HeaderParser
 from .layouts import WORD_LAYOUT, channel_width, partial_layout, position_width
 from .record import RecordParser
@@ -89,7 +96,7 @@ class Decoder(wiring.Component):
         # ---------------------------------------------------------------- state
         idx = Signal(32)            # word index within the image
         draining = Signal()         # discarding words up to the next last
-        check = Signal(32)          # running body checksum
+        crc = Signal(32)            # CRC register over the body words taken
         vpos = Signal(position_width(cfg))      # vector (position) index
         base = Signal(channel_width(cfg))       # first channel of the current chunk
         acc = Signal(partial_layout(J))         # the chunk being assembled
@@ -113,14 +120,13 @@ class Decoder(wiring.Component):
 
         # ---------------------------------------------------------------- error of the word
         # content rules first, then the length rules: the body must end exactly at the
-        # image's last word and at the header's word count, with the checksum matching
-        check_next = Cat(check[31], check[0:31]) ^ word     # rotl(check, 1) ^ word
+        # image's last word and at the header's word count, with the body's CRC matching
+        crc_next = crc32_step(crc, word)
+        crc_ok = word == crc ^ header.body_key     # crc32(body) == header word 9
         body_end = Mux(is_rle, rle.end, record.end & last_chunk) & final_vec
         at_total = idx == header.total - 1
         length_err = Mux(body_end,
-                         Mux(wlast & at_total,
-                             Mux(check_next == header.checksum, 0, Err.BAD_CHECKSUM),
-                             Err.LENGTH),
+                         Mux(wlast & at_total, Mux(crc_ok, 0, Err.BAD_CHECKSUM), Err.LENGTH),
                          Mux(wlast | at_total, Err.TRUNCATED, 0))
         content_err = Mux(is_rle, rle.error, record.error)
         err = Signal(4)
@@ -159,7 +165,7 @@ class Decoder(wiring.Component):
             m.d.comb += self.i.ready.eq(out_free & ~hold)
             with m.If(self.i.valid & out_free):
                 with m.If(idx == 0):
-                    m.d.sync += [self.error.eq(0), self.busy.eq(1), check.eq(0)]
+                    m.d.sync += [self.error.eq(0), self.busy.eq(1), crc.eq(CRC32_INIT)]
                     m.d.comb += [acc_next.eq(0), record.start.eq(1), rle.start.eq(1)]
                 with m.If(err != 0):
                     m.d.sync += self.error.eq(err)
@@ -173,7 +179,7 @@ class Decoder(wiring.Component):
                 with m.Elif(is_rle):
                     m.d.comb += rle.commit.eq(1)
                     with m.If(~hold):
-                        m.d.sync += [idx.eq(idx + 1), check.eq(check_next)]
+                        m.d.sync += [idx.eq(idx + 1), crc.eq(crc_next)]
                     with m.If(rle.spill):
                         # the current chunk is complete; class-1 entries start the next
                         complete(rle.merged, 0)
@@ -190,7 +196,7 @@ class Decoder(wiring.Component):
                         m.d.comb += acc_next.eq(rle.merged)
                 with m.Else():
                     m.d.comb += record.commit.eq(1)
-                    m.d.sync += [idx.eq(idx + 1), check.eq(check_next)]
+                    m.d.sync += [idx.eq(idx + 1), crc.eq(crc_next)]
                     with m.If(record.end):
                         complete(record.merged, last_chunk)
                     with m.Else():
