@@ -16,14 +16,32 @@ Commands (``doublesparse <command> --help`` gives the options of each):
 - ``train-digits``: retrain, prune and quantize the digits CNN (seeded).
 - ``docs``: regenerate the generated sections of the documentation from the committed
   results (``--check``: fail if any is stale).
+
+Errors and outputs: a bad input, option or output path (a missing or unreadable file, a
+``.npz`` where a ``.npy`` is expected, invalid config JSON, a layer beyond the config's
+limits, a full disk, ...) ends the command with exit status 2 and one line on stderr,
+``error: <the input or path>: <the problem>``, and is refused before any encoding,
+simulation or synthesis starts where it can be known then. An image the decoder rejects
+exits 3 (with the error code's meaning), a hung RTL run or failed tool 4, an RTL result
+that differs from its reference 5. Output files are written exactly at the path given and
+only whole: to a temporary file in the same folder, then renamed over the path, so a failed
+write leaves no file and an existing one untouched. ``.npy`` / ``.npz`` outputs must be
+named so (numpy would otherwise append the suffix). ``synth`` empties a build folder only
+if it holds the marker file it writes into every build folder it makes
+(``scripts/synth.py:BUILD_MARKER``).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
+import secrets
+import stat
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +49,7 @@ import numpy as np
 from ..sim.config import BOARD_CONFIG, Config, ConfigError
 from ..sim.formats import (
     ERROR_MEANING,
+    HEADER_WORDS,
     Err,
     Fmt,
     FormatError,
@@ -87,30 +106,158 @@ def _add_config(p: argparse.ArgumentParser, formats: bool = False,
         p.add_argument("--m", dest="nm_m", type=int, help="M of the N:M format")
 
 
+def _os_why(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+def check_output(path: str | None, option: str, suffix: str | None = None) -> None:
+    """Refuse an output path that cannot be written, before any work: a wrong suffix for
+    ``.npy`` / ``.npz`` outputs, a missing folder, a directory, no write permission."""
+    if path is None:
+        return
+    if suffix and not path.endswith(suffix):
+        raise CliError(f"{option} {path}: must end in {suffix} (outputs are written exactly "
+                       f"at the path given)")
+    p = Path(path)
+    parent = p.parent
+    if p.is_dir():
+        raise CliError(f"{option} {path}: is a directory")
+    if not parent.exists():
+        raise CliError(f"{option} {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise CliError(f"{option} {path}: {parent} is not a folder")
+    if not os.access(p if p.exists() else parent, os.W_OK):
+        raise CliError(f"{option} {path}: permission denied")
+
+
+def check_output_dir(path: str | None, option: str) -> None:
+    """Refuse an output folder path that names an existing file."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise CliError(f"{option} {path}: exists and is not a folder")
+
+
+def write_output(path: str, data: bytes | str, option: str = "--out") -> None:
+    """Write an output file exactly at ``path``, whole or not at all.
+
+    A regular file (or a new one) is written to a temporary file in its folder and renamed
+    over it, so a failed write (disk full, ...) leaves no file behind and an existing file
+    untouched; a device or pipe (``/dev/stdout``) is written in place. Any ``OSError``
+    becomes a :class:`CliError` naming the path."""
+    check_output(path, option)
+    if isinstance(data, str):
+        data = data.encode()
+    p = Path(path)
+    try:
+        if p.exists() and not p.is_file():
+            with open(p, "wb") as f:
+                f.write(data)
+            return
+        real = Path(os.path.realpath(p))
+        tmp = real.parent / f".{real.name}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            if real.exists():
+                os.chmod(tmp, stat.S_IMODE(real.stat().st_mode))
+            os.replace(tmp, real)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise CliError(f"{option} {path}: cannot write: {_os_why(e)}") from None
+
+
+def write_npy(path: str, x: np.ndarray, option: str = "--out") -> None:
+    """Save ``x`` as ``.npy`` exactly at ``path`` (which must end in ``.npy``)."""
+    check_output(path, option, ".npy")
+    buf = io.BytesIO()
+    np.save(buf, x, allow_pickle=False)
+    write_output(path, buf.getvalue(), option)
+
+
+def write_json(path: str, obj: object, option: str = "--json", **kw) -> None:
+    write_output(path, json.dumps(obj, indent=1, **kw), option)
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise CliError(f"{path}: cannot read: {_os_why(e)}") from None
+
+
 def read_image(path: str) -> np.ndarray:
-    data = Path(path).read_bytes()
+    data = _read_bytes(path)
+    if not data:
+        raise CliError(f"{path}: empty file (an image has at least its {HEADER_WORDS}-word "
+                       f"header)")
     if len(data) % 4:
         raise CliError(f"{path}: {len(data)} bytes is not a whole number of 32-bit words")
     return np.frombuffer(data, dtype="<u4").astype(np.uint32)
 
 
 def write_image(path: str, img: np.ndarray) -> None:
-    Path(path).write_bytes(np.asarray(img, dtype="<u4").tobytes())
+    write_output(path, np.asarray(img, dtype="<u4").tobytes())
+
+
+def _load_array(path: str, what: str = ".npy array"):
+    """``np.load`` without pickles; a missing, unreadable or malformed file is a CliError."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except OSError as e:
+        raise CliError(f"{path}: cannot read: {_os_why(e)}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise CliError(f"{path}: not a {what} ({e})") from None
 
 
 def _load_tensor(path: str) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise CliError(f"cannot read {path}: {e}") from None
+    x = _load_array(path)
+    if not isinstance(x, np.ndarray):
+        x.close()
+        raise CliError(f"{path}: a .npz archive; expected one array in a .npy file")
     if not np.issubdtype(x.dtype, np.integer):
         raise CliError(f"{path}: dtype {x.dtype} is not an integer type (int8 expected)")
     return x
 
 
+def _load_requant(path: str, K: int, relu: bool) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                           bool]:
+    """The ``--requant`` archive: 'mult' and 'shift' checked (integers in range, K of
+    each), 'relu' (optional) a single 0 / 1."""
+    from ..sim.conv import LayerError
+    from .layer import check_requant
+
+    q = _load_array(path, ".npz archive")
+    if isinstance(q, np.ndarray):
+        raise CliError(f"{path}: a .npy array; expected a .npz archive with arrays 'mult' "
+                       f"and 'shift' [, 'relu']")
+    with q:
+        missing = [k for k in ("mult", "shift") if k not in q.files]
+        if missing:
+            raise CliError(f"{path}: no array {' or '.join(repr(k) for k in missing)} (has "
+                           f"{', '.join(repr(k) for k in q.files) or 'none'})")
+        try:
+            mult, shift = q["mult"], q["shift"]
+            r = q["relu"] if "relu" in q.files else None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise CliError(f"{path}: cannot read its arrays ({e})") from None
+    try:
+        req = check_requant(mult, shift, K)
+    except LayerError as e:
+        raise CliError(f"{path}: {e}") from None
+    if r is not None:
+        if r.size != 1 or r.dtype.kind not in "biu" or int(r.reshape(-1)[0]) not in (0, 1):
+            raise CliError(f"{path}: relu = {r.tolist()!r}: must be one value, 0 or 1 "
+                           f"(or a bool)")
+        relu = bool(r.reshape(-1)[0])
+    return req, relu
+
+
 # ---------------------------------------------------------------------------------------
 def cmd_encode(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    check_output(args.out, "--out")
     x = _load_tensor(args.input)
     fmt = Fmt.from_name(args.format)
     if fmt == Fmt.NM and not is_nm(x, cfg.nm_n, cfg.nm_m):
@@ -129,6 +276,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    check_output(args.out, "--out", ".npy")
     img = read_image(args.input)
     if not args.rtl:
         try:
@@ -137,7 +285,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             print(f"error: {args.input}: {e}\n  meaning: {ERROR_MEANING[e.code]}",
                   file=sys.stderr)
             return 3
-        np.save(args.out, x)
+        write_npy(args.out, x)
         print(f"decoded {args.input} (software): shape {tuple(x.shape)} -> {args.out}")
         return 0
 
@@ -173,7 +321,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         print(f"error: RTL output differs from the software decoder at {diff.tolist()}",
               file=sys.stderr)
         return 5
-    np.save(args.out, x)
+    write_npy(args.out, x)
     print(f"decoded {args.input} (RTL, {args.sim}): shape {tuple(x.shape)}, "
           f"{len(res.chunks)} chunks in {res.cycles} cycles "
           f"({time.time() - t0:.1f} s); matches the software decoder -> {args.out}")
@@ -181,10 +329,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_verilog(args: argparse.Namespace) -> int:
-    from ..tb.runner import write_verilog
+    from ..tb.runner import verilog_for
 
     cfg = _config(args)
-    write_verilog(args.block, cfg, args.out)
+    check_output(args.out, "--out")
+    write_output(args.out, verilog_for(args.block, cfg))
     print(f"wrote {args.block} Verilog for config {cfg.key()} -> {args.out}")
     return 0
 
@@ -193,6 +342,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_decoder, bench_engine, bench_pe, bench_target
 
     cfg = _config(args)
+    check_output(args.json, "--json")
     if args.what == "sweep":
         return _bench_sweep(args, cfg)
     if args.what == "decoder":
@@ -208,7 +358,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             bench = bench_pe if args.what == "pe" else bench_engine
             rows = bench(cfg, sim=args.sim, seed=args.seed, quick=args.quick)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        write_json(args.json, rows)
         print(f"wrote {len(rows)} rows -> {args.json}")
     return 0
 
@@ -218,6 +368,9 @@ def _bench_sweep(args: argparse.Namespace, cfg: Config) -> int:
 
     if args.sim == "amaranth":
         raise CliError("bench sweep runs the emitted Verilog: use --sim verilator or icarus")
+    check_output(args.docs, "--docs")
+    check_output_dir(args.out, "--out")
+    check_output_dir(args.save_operands, "--save-operands")
     here = Path("docs/performance.md")
     # a quick run does not overwrite the recorded table, CSVs or plots by default
     docs = Path(args.docs) if args.docs else (here if here.exists() and not args.quick
@@ -227,7 +380,7 @@ def _bench_sweep(args: argparse.Namespace, cfg: Config) -> int:
     res = sweep(cfg, sim=args.sim, seed=args.seed, quick=args.quick, out=out, docs=docs,
                 save_operands=Path(args.save_operands) if args.save_operands else None)
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+        write_json(args.json, res, default=str)
         print(f"wrote -> {args.json}")
     return 0
 
@@ -236,10 +389,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     from ..sim.arch_study import GRID, VGG16, study, summary
     from .progress import Progress
 
-    out = {}
+    check_output(args.json, "--json")
     for m in args.mults:
         if m < 1:
             raise CliError(f"--mults {m}: must be at least 1")
+    out = {}
+    for m in args.mults:
         prog = Progress(len(GRID) + len(VGG16), f"study at {m} multipliers")
         res = study(mults=m, seed=args.seed, vgg_pixels=args.vgg_pixels, progress=prog.step)
         res["summary"] = summary(res)
@@ -251,7 +406,7 @@ def cmd_study(args: argparse.Namespace) -> int:
                   f"ideal, {r['lut4_per_mult']:,.0f} LUT4/mult (est.), "
                   f"{r['speedup_per_klut']:.2f}x per kLUT at 1/40")
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        write_json(args.json, out)
         print(f"wrote -> {args.json}")
     return 0
 
@@ -260,15 +415,29 @@ def cmd_dot(args: argparse.Namespace) -> int:
     from .bench import pe_dot_rtl
 
     cfg = _config(args)
+    check_output(args.out, "--out", ".npy")
+    check_output(args.json, "--json")
     w = _load_tensor(args.weights)
     a = _load_tensor(args.acts)
+    for path, t in ((args.weights, w), (args.acts, a)):
+        if t.ndim not in (1, 2):
+            raise CliError(f"{path}: shape {t.shape}; expected (L,) or (K, L)")
+        if t.size == 0:
+            raise CliError(f"{path}: empty (shape {t.shape}); a dot product needs at least "
+                           f"one value")
     if w.ndim == 1:
         w = w[None, :]
+    if a.shape[-1] != w.shape[1]:
+        raise CliError(f"{args.acts}: length {a.shape[-1]} differs from the length "
+                       f"{w.shape[1]} of {args.weights}")
     if a.ndim == 1:
         a = np.broadcast_to(a, w.shape)
-    if w.ndim != 2 or a.shape != w.shape:
-        raise CliError(f"weights {w.shape} and activations {a.shape}: expected (K, L) and (L,) "
-                       f"or (K, L)")
+    if a.shape != w.shape:
+        raise CliError(f"{args.acts}: shape {a.shape} differs from the shape {w.shape} of "
+                       f"{args.weights} (give (L,) or the same (K, L))")
+    if w.shape[1] > cfg.max_reduction:
+        raise CliError(f"{args.weights}: length {w.shape[1]} exceeds the PE's longest "
+                       f"accumulation, max_reduction = {cfg.max_reduction}")
     for name, t in (("weights", w), ("activations", a)):
         if t.min() < -128 or t.max() > 127:
             raise CliError(f"{name} hold values outside int8: {t.min()}..{t.max()}")
@@ -293,48 +462,50 @@ def cmd_dot(args: argparse.Namespace) -> int:
           f"model {r['model_cycles']}), effectual MACs {r['pairs']}, dense cycles "
           f"{stats['dense_cycles']} -> speedup {stats['dense_cycles'] / r['cycles']:.2f}x")
     if args.out:
-        np.save(args.out, got)
+        write_npy(args.out, got)
     if args.json:
-        Path(args.json).write_text(json.dumps(stats, indent=1))
+        write_json(args.json, stats)
     return 0
 
 
 def cmd_run_layer(args: argparse.Namespace) -> int:
     from ..sim.conv import LayerError
-    from .layer import run_layer
+    from .layer import check_layer, run_layer
 
     cfg = _config(args)
+    check_output(args.out, "--out", ".npy")
+    check_output(args.stats, "--stats")
+    if args.fmax is not None and not args.fmax > 0:
+        raise CliError(f"--fmax {args.fmax}: must be a positive clock frequency in MHz")
+    if args.requant and args.raw:
+        raise CliError("give either --raw or --requant, not both")
     w = _load_tensor(args.weights)
     a = _load_tensor(args.acts)
+    dense_weights = args.encoding == "dense"
+    try:  # every limit of the engine, before any encoding or simulation
+        check_layer(w, a, cfg, args.stride, args.pad, balance=not args.no_balance,
+                    dense_weights=dense_weights)
+    except LayerError as e:
+        raise CliError(f"{args.weights} x {args.acts}: {e}") from None
     requant = None
     relu = not args.no_relu
     if args.requant:
-        if args.raw:
-            raise CliError("give either --raw or --requant, not both")
-        try:
-            q = np.load(args.requant)
-            requant = (q["mult"], q["shift"])
-            if "relu" in q:
-                relu = bool(q["relu"])
-        except (OSError, KeyError, ValueError) as e:
-            raise CliError(f"{args.requant}: needs arrays 'mult' and 'shift' ({e})") from None
+        requant, relu = _load_requant(args.requant, w.shape[0], relu)
     print(f"run-layer: W {tuple(w.shape)} x A {tuple(a.shape)}, stride {args.stride}, pad "
           f"{args.pad}, {'raw int32' if requant is None else 'requantized int8'}; "
           f"{cfg.pes} PEs (one multiplier each, S = {cfg.scan_width}) under {args.sim} ...",
           flush=True)
-    if args.fmax is not None and not args.fmax > 0:
-        raise CliError(f"--fmax {args.fmax}: must be a positive clock frequency in MHz")
     try:
         run = run_layer(w, a, cfg, args.stride, args.pad, requant, relu, sim=args.sim,
                         balance=not args.no_balance, waves=args.waves,
-                        dense_weights=args.encoding == "dense",
+                        dense_weights=dense_weights,
                         dense_acts=args.encoding in ("weight-only", "dense"),
                         fmax_mhz=args.fmax)
     except LayerError as e:
         raise CliError(str(e)) from None
     st = run.stats
     if args.stats:
-        Path(args.stats).write_text(json.dumps(st, indent=1))
+        write_json(args.stats, st, "--stats")
     if run.error:
         print(f"error: engine reported error {run.error}: {st['error_meaning']}",
               file=sys.stderr)
@@ -345,9 +516,9 @@ def cmd_run_layer(args: argparse.Namespace) -> int:
               f"first (k, y, x): " + ", ".join(
                   f"{tuple(int(i) for i in p)} rtl {run.y[tuple(p)]} golden {run.ref[tuple(p)]}"
                   for p in bad[:5]), file=sys.stderr)
-        np.save(args.out, run.y)
+        write_npy(args.out, run.y)
         return 5
-    np.save(args.out, run.y)
+    write_npy(args.out, run.y)
     print(f"matches the golden model; cycles {st['cycles']} (model {st['predicted_cycles']}, "
           f"{100 * st['model_error']:+.1f}%), effectual MACs {st['effectual_macs']} of "
           f"{st['dense_macs']} dense, utilization {st['utilization']:.3f}, speedup vs dense "
@@ -361,8 +532,13 @@ def cmd_run_layer(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import SynthError, synth
+    from .synth import SynthError, check_build_dir, synth
 
+    try:  # refused before any work: a folder synth did not make is never emptied
+        check_build_dir(args.build_dir)
+    except SynthError as e:
+        raise CliError(str(e)) from None
+    check_output(args.json, "--json")
     if args.config is None and args.board in BOARD_CONFIG:
         args.config = BOARD_CONFIG[args.board]
         print(f"synth: no --config given: the {args.board} preset {args.config!r}", flush=True)
@@ -399,7 +575,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         print("Fmax by seed: " + ", ".join(f"{k}: {v} MHz" for k, v in res["seeds_fmax"].items())
               + f"; kept seed {res['seed']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1))
+        write_json(args.json, res)
     return 0
 
 
@@ -413,6 +589,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.images < 1 or args.batch < 1:
         raise CliError(f"--images {args.images} / --batch {args.batch}: must be at least 1")
+    check_output(args.json, "--json")
     try:
         return cnn_demo(_config(args), sim=args.sim, images=args.images, batch=args.batch,
                         seed=args.seed, network=args.network, json_path=args.json)
@@ -423,6 +600,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train_digits(args: argparse.Namespace) -> int:
     from .train_digits import main as train_main
 
+    check_output(args.out, "--out", ".npz")
     argv = ["--seed", str(args.seed), "--out", args.out]
     if args.epochs is not None:
         argv += ["--epochs", str(args.epochs)]
@@ -460,6 +638,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from .layer import REQUANT_MULT, REQUANT_SHIFT
+
     p = argparse.ArgumentParser(prog="doublesparse", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -536,7 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pad", type=int, default=0)
     r.add_argument("--raw", action="store_true", help="int32 accumulators out (default)")
     r.add_argument("--requant", metavar="Q.npz",
-                   help="per-channel 'mult' (int16) and 'shift' (0..47) [, 'relu']: int8 out")
+                   help=f"per-channel 'mult' ({REQUANT_MULT[0]}..{REQUANT_MULT[1]}) and "
+                        f"'shift' ({REQUANT_SHIFT[0]}..{REQUANT_SHIFT[1]}) [, 'relu']: "
+                        f"int8 out")
     r.add_argument("--no-relu", action="store_true", help="requantize without ReLU")
     r.add_argument("--no-balance", action="store_true",
                    help="assign filter k to PE k mod P instead of balancing nonzeros")
@@ -612,6 +794,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (CliError, ConfigError, FormatError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # a file another module reads or writes (sweep folders, the network .npz, ...)
+        if e.filename is None:
+            raise
+        print(f"error: {e.filename}: {_os_why(e)}", file=sys.stderr)
         return 2
 
 

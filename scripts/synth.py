@@ -23,9 +23,50 @@ from ..rtl.boards.block import BlockTop
 from ..rtl.boards.bridge import BridgeTop
 from ..sim.config import Config
 
-__all__ = ["BOARDS", "board_plan", "synth", "synth_block", "SynthError"]
+__all__ = ["BOARDS", "BUILD_MARKER", "board_plan", "check_build_dir", "claim_build_dir",
+           "mark_build_dir", "synth", "synth_block", "SynthError"]
 
 BOARDS = ("ulx3s-85f", "icebreaker")
+
+#: The file synth writes into every build folder it makes. A folder is only ever emptied
+#: when it holds this marker: never a folder synth did not make (``--build-dir .``).
+BUILD_MARKER = ".doublesparse-build"
+
+
+def check_build_dir(build_dir: str | Path) -> Path:
+    """Refuse (:class:`SynthError`) a build folder synth may not use: a path that is not a
+    folder, or an existing non-empty folder without :data:`BUILD_MARKER`. Changes nothing."""
+    d = Path(build_dir).resolve()
+    if d.exists() and not d.is_dir():
+        raise SynthError(f"build folder {build_dir}: exists and is not a folder")
+    if d.is_dir() and not (d / BUILD_MARKER).is_file() and any(d.iterdir()):
+        raise SynthError(f"build folder {build_dir}: not empty and not made by doublesparse "
+                         f"(no {BUILD_MARKER} in it); refusing to delete what it holds: "
+                         f"give a new or empty folder")
+    return d
+
+
+def claim_build_dir(build_dir: str | Path) -> Path:
+    """Take a build folder after :func:`check_build_dir`: a marked one is emptied (all but
+    its marker), a missing one is left to the build to make; :func:`mark_build_dir` marks
+    it once it exists."""
+    d = check_build_dir(build_dir)
+    if (d / BUILD_MARKER).is_file():
+        for child in d.iterdir():
+            if child.name == BUILD_MARKER:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    return d
+
+
+def mark_build_dir(d: Path) -> None:
+    """Write :data:`BUILD_MARKER` into a build folder synth made (if it exists)."""
+    if d.is_dir():
+        (d / BUILD_MARKER).write_text("a doublesparse build folder: synth empties it on its "
+                                      "next build into it\n")
 
 
 class SynthError(RuntimeError):
@@ -378,10 +419,8 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     if jobs < 1:
         raise SynthError(f"jobs must be at least 1, got {jobs}")
     progress = progress or (lambda msg: None)
-    build_dir = Path(build_dir).resolve()
+    build_dir = claim_build_dir(build_dir)
     name = "top"
-    if build_dir.exists():
-        shutil.rmtree(build_dir)
     t0 = time.time()
     opts = " ".join(["--timing-allow-fail", "" if seeds else nextpnr_opts]).strip()
     seeds_fmax, best = None, None
@@ -400,6 +439,8 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
         logs = sorted(build_dir.glob("*.log")) or [build_dir]
         first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise SynthError(f"{board} build failed: {first[:200]} (log: {logs[-1]})") from None
+    finally:  # the folder the build made is synth's, failed build or not
+        mark_build_dir(build_dir)
     bit = next((p for p in build_dir.glob(f"{name}.bi[tn]")), None)
     res = _parse(board, build_dir, name)
     if seeds_fmax is not None:
@@ -427,7 +468,10 @@ def synth_block(block: str, cfg: Config | None = None, build_dir: str | Path = "
     ``engine``) for quick timing loops: Fmax, resources and nextpnr's critical path."""
     cfg = cfg or Config()
     build_dir = Path(build_dir).resolve()
+    made = not build_dir.exists() or (build_dir.is_dir() and not any(build_dir.iterdir()))
     build_dir.mkdir(parents=True, exist_ok=True)
+    if made:  # a folder that held something before is not marked (synth would empty it)
+        mark_build_dir(build_dir)
     top = BlockTop(block, cfg)
     (build_dir / "top.il").write_text(
         rtlil.convert(top, name="top", ports=[top.clk, top.din, top.dout], emit_src=False))

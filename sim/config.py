@@ -231,20 +231,46 @@ class Config:
         """Build a config from ``None`` (default), a preset name (:data:`PRESETS`), a JSON
         file path, a JSON object, or comma-separated ``field=value`` pairs (e.g.
         ``join_width=8,multipliers=4``), which may follow a preset name
-        (``ulx3s,queue_depth=4``)."""
+        (``ulx3s,queue_depth=4``).
+
+        Every bad input raises :class:`ConfigError` naming it: text that is none of these,
+        a file that cannot be read, invalid JSON, JSON that is not an object, a bad field."""
         if not text:
             return cls()
         text = text.strip()
-        if text.startswith("{"):
-            return cls.from_dict(json.loads(text))
+
+        def bad(source: str, why: str) -> ConfigError:
+            e = ConfigError("config", source, why)
+            e.args = (f"config {source}: {why}",)
+            return e
+
+        def from_json(source: str, doc: str) -> Config:
+            try:
+                d = json.loads(doc)
+            except json.JSONDecodeError as e:
+                raise bad(source, f"not valid JSON ({e})") from None
+            if not isinstance(d, dict):
+                raise bad(source, f"must be a JSON object ({{\"field\": value, ...}}), "
+                                  f"got {json.dumps(d)[:40]}")
+            return cls.from_dict(d)
+
+        if text.startswith(("{", "[")):
+            return from_json(text, text)
         head, _, rest = text.partition(",")
         d: dict[str, object] = {}
         if head in PRESETS:
             d.update(PRESETS[head])
             text = rest
         elif "=" not in text:
-            with open(text) as f:
-                return cls.from_dict(json.load(f))
+            try:
+                with open(text, encoding="utf-8") as f:
+                    doc = f.read()
+            except FileNotFoundError:
+                raise bad(text, f"no such file, and not a preset ({', '.join(PRESETS)}), "
+                                f"JSON object or field=value list") from None
+            except (OSError, UnicodeDecodeError) as e:
+                raise bad(text, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+            return from_json(text, doc)
         for item in text.split(","):
             if not item.strip():
                 continue
