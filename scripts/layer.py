@@ -8,18 +8,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..sim.config import Config
-from ..sim.conv import Layer, LayerError, conv2d_golden, make_job, requantize, schedule
+from ..sim.conv import (
+    REQUANT_MULT,
+    REQUANT_SHIFT,
+    check_layer,
+    check_requant,
+    conv2d_golden,
+    layer_needs,
+    make_job,
+    requantize,
+)
 from ..sim.engine_model import engine_cycles, engine_steps
 
 __all__ = ["LayerRun", "LayerSpec", "run_layer", "run_layers", "effectual_pairs",
            "in_image_macs", "layer_needs", "check_layer", "check_requant", "REQUANT_MULT",
            "REQUANT_SHIFT"]
-
-#: The requantizer's per-channel multiplier (int16) and shift ranges, inclusive
-#: (rtl/engine/requant.py: a signed 16-bit MULT and a 6-bit SHIFT memory, 0..47 used).
-REQUANT_MULT = (int(np.iinfo(np.int16).min), int(np.iinfo(np.int16).max))
-REQUANT_SHIFT = (0, 47)
-
 
 @dataclass
 class LayerRun:
@@ -57,84 +60,6 @@ def in_image_macs(K: int, C: int, R: int, S: int, H: int, W: int, stride: int = 
     taps = conv2d_golden(np.ones((1, 1, R, S), np.int64), np.ones((1, H, W), np.int64),
                          stride, pad)
     return int(taps.sum()) * K * C
-
-
-def layer_needs(layer: Layer, cfg: Config, w: np.ndarray, balance: bool = True,
-                dense_weights: bool = False) -> dict[str, int]:
-    """What a layer needs of each config limit (the keys are :class:`Config` fields, the
-    limits themselves), from its shape and its filters' nonzero counts only:
-    the checks of ``sim/conv.py:make_job`` and of the engine's descriptor check
-    (``rtl/engine/check.py``), cheap for any layer size. ``wval_mem_words``: the most weight
-    values one PE holds under the schedule (``dense_weights``: every value of a filter)."""
-    nch = -(-layer.C // cfg.scan_width)
-    F = -(-layer.K // cfg.pes)
-    L = cfg.out_lanes
-    per_filter = (np.full(layer.K, layer.C * layer.R * layer.S) if dense_weights
-                  else np.count_nonzero(np.asarray(w).reshape(layer.K, -1), axis=1))
-    need = {"max_channels": layer.C, "max_filters": layer.K,
-            "max_reduction": layer.C * layer.R * layer.S,
-            "act_mem_chunks": layer.H * layer.W * nch,
-            "wgt_mem_chunks": F * layer.R * layer.S * nch,
-            "out_mem_words": -(-layer.K // L) * L * layer.Ho * layer.Wo}
-    if layer.K <= cfg.max_filters:  # the schedule is only defined (and cheap) then
-        slots = schedule(np.asarray(w), cfg.pes, balance, L)
-        need["wval_mem_words"] = max(int(sum(per_filter[k] for k in sl)) for sl in slots)
-    return need
-
-
-def check_layer(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
-                requant: tuple[np.ndarray, np.ndarray] | None = None, balance: bool = True,
-                dense_weights: bool = False) -> None:
-    """Refuse, before any encoding or simulation, a layer the engine cannot run: shapes,
-    int8 values and every limit of :func:`layer_needs`; raises :class:`LayerError` naming
-    the limit, what the layer needs and what the config has."""
-    w = np.asarray(w)
-    a = np.asarray(a)
-    for name, t, nd in (("weights", w, 4), ("activations", a, 3)):
-        if t.ndim != nd:
-            raise LayerError(f"{name} have shape {t.shape}; expected {nd} dimensions")
-        if not np.issubdtype(t.dtype, np.integer) or (t.size and (t.min() < -128
-                                                               or t.max() > 127)):
-            raise LayerError(f"{name} must be int8 (dtype {t.dtype})")
-    K, C, R, S = w.shape
-    if a.shape[0] != C:
-        raise LayerError(f"weights have C = {C} channels, activations {a.shape[0]}")
-    layer = Layer(K, C, R, S, a.shape[1], a.shape[2], stride, pad)
-    layer.check()
-    for name, v in layer_needs(layer, cfg, w, balance, dense_weights).items():
-        if v > getattr(cfg, name):
-            raise LayerError(f"layer needs {name} >= {v}; config has {getattr(cfg, name)}")
-    if requant is not None:
-        check_requant(*requant, K)
-
-
-def check_requant(mult: np.ndarray, shift: np.ndarray, K: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The requantizer's multipliers and shifts as int64 (K,) arrays; refuses (with
-    :class:`LayerError` naming the field and the value) a wrong length, a value that is
-    not a whole number (fractions, NaN) and one out of :data:`REQUANT_MULT` /
-    :data:`REQUANT_SHIFT`."""
-    out = []
-    for name, v, (lo, hi) in (("mult", mult, REQUANT_MULT), ("shift", shift, REQUANT_SHIFT)):
-        v = np.asarray(v)
-        if v.ndim > 1 or v.size != K:
-            raise LayerError(f"{name} has shape {v.shape}; expected ({K},), one value for "
-                             f"each of the K = {K} filters")
-        v = v.reshape(-1)
-        if v.dtype.kind not in "iuf":
-            raise LayerError(f"{name} has dtype {v.dtype}; expected integers")
-        if v.dtype.kind == "f":
-            with np.errstate(invalid="ignore"):
-                bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)))
-            if len(bad):
-                i = int(bad[0])
-                raise LayerError(f"{name}[{i}] = {v[i].item()!r}: not a whole number")
-        bad = np.flatnonzero((v < lo) | (v > hi))
-        if len(bad):
-            i = int(bad[0])
-            raise LayerError(f"{name}[{i}] = {v[i].item()!r}: out of range {lo}..{hi}")
-        out.append(v.astype(np.int64))
-    return out[0], out[1]
 
 
 def run_layer(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,

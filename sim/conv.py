@@ -13,7 +13,8 @@ from ..rtl.engine.layouts import pack_wgt_entry
 from .config import Config
 
 __all__ = ["Layer", "conv2d_golden", "im2col", "fold_kernel", "requantize", "schedule", "Job",
-           "make_job", "out_shape", "LayerError"]
+           "make_job", "out_shape", "LayerError", "layer_needs", "check_layer", "check_requant",
+           "REQUANT_MULT", "REQUANT_SHIFT"]
 
 
 class LayerError(ValueError):
@@ -202,15 +203,43 @@ class Job:
                 "Ho": L.Ho, "Wo": L.Wo, "raw": int(self.raw), "relu": int(self.relu)}
 
 
-def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
-             requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
-             balance: bool = True, dense_weights: bool = False,
-             dense_acts: bool = False) -> Job:
-    """Check a layer against the config and build its memory images.
+#: The requantizer's per-channel multiplier (int16) and shift ranges, inclusive
+#: (rtl/engine/requant.py: a signed 16-bit MULT and a 6-bit SHIFT memory, 0..47 used).
+REQUANT_MULT = (int(np.iinfo(np.int16).min), int(np.iinfo(np.int16).max))
+REQUANT_SHIFT = (0, 47)
 
-    ``dense_weights`` / ``dense_acts`` store that operand with every mask bit set (zeros
-    kept as values), so the same engine runs as a weight-only sparse (``dense_acts``) or a
-    dense (both) baseline; the results are the same, only the work changes."""
+
+def layer_needs(layer: Layer, cfg: Config, w: np.ndarray, balance: bool = True,
+                dense_weights: bool = False) -> dict[str, int]:
+    """What a layer needs of each config limit (the keys are :class:`Config` fields, the
+    limits themselves), from its shape and its filters' nonzero counts only (the limits
+    :func:`make_job` checks before it builds anything, and those of the engine's
+    descriptor check, ``rtl/engine/check.py``), cheap for any layer size.
+    ``wval_mem_words``: the most weight values one PE holds under the schedule
+    (``dense_weights``: every value of a filter)."""
+    nch = -(-layer.C // cfg.scan_width)
+    F = -(-layer.K // cfg.pes)
+    L = cfg.out_lanes
+    per_filter = (np.full(layer.K, layer.C * layer.R * layer.S) if dense_weights
+                  else np.count_nonzero(np.asarray(w).reshape(layer.K, -1), axis=1))
+    need = {"max_channels": layer.C, "max_filters": layer.K,
+            "max_reduction": layer.C * layer.R * layer.S,
+            "act_mem_chunks": layer.H * layer.W * nch,
+            "wgt_mem_chunks": F * layer.R * layer.S * nch,
+            "out_mem_words": -(-layer.K // L) * L * layer.Ho * layer.Wo}
+    if layer.K <= cfg.max_filters:  # the schedule is only defined (and cheap) then
+        slots = schedule(np.asarray(w), cfg.pes, balance, L)
+        need["wval_mem_words"] = max(int(sum(per_filter[k] for k in sl)) for sl in slots)
+    return need
+
+
+def check_layer(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
+                requant: tuple[np.ndarray, np.ndarray] | None = None, balance: bool = True,
+                dense_weights: bool = False) -> Layer:
+    """Refuse, before any encoding or simulation, a layer the engine cannot run: shapes,
+    int8 values, every limit of :func:`layer_needs` and the requantizer's values; raises
+    :class:`LayerError` naming the limit, what the layer needs and what the config has.
+    Returns the layer."""
     w = np.asarray(w)
     a = np.asarray(a)
     for name, t, nd in (("weights", w, 4), ("activations", a, 3)):
@@ -224,16 +253,59 @@ def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: in
         raise LayerError(f"weights have C = {C} channels, activations {a.shape[0]}")
     layer = Layer(K, C, R, S, a.shape[1], a.shape[2], stride, pad)
     layer.check()
+    for name, v in layer_needs(layer, cfg, w, balance, dense_weights).items():
+        if v > getattr(cfg, name):
+            raise LayerError(f"layer needs {name} >= {v}; config has {getattr(cfg, name)}")
+    if requant is not None:
+        check_requant(*requant, K)
+    return layer
+
+
+def check_requant(mult: np.ndarray, shift: np.ndarray, K: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The requantizer's multipliers and shifts as int64 (K,) arrays; refuses (with
+    :class:`LayerError` naming the field and the value) a wrong length, a value that is
+    not a whole number (fractions, NaN) and one out of :data:`REQUANT_MULT` /
+    :data:`REQUANT_SHIFT`."""
+    out = []
+    for name, v, (lo, hi) in (("mult", mult, REQUANT_MULT), ("shift", shift, REQUANT_SHIFT)):
+        v = np.asarray(v)
+        if v.ndim > 1 or v.size != K:
+            raise LayerError(f"{name} has shape {v.shape}; expected ({K},), one value for "
+                             f"each of the K = {K} filters")
+        v = v.reshape(-1)
+        if v.dtype.kind not in "iuf":
+            raise LayerError(f"{name} has dtype {v.dtype}; expected integers")
+        if v.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)))
+            if len(bad):
+                i = int(bad[0])
+                raise LayerError(f"{name}[{i}] = {v[i].item()!r}: not a whole number")
+        bad = np.flatnonzero((v < lo) | (v > hi))
+        if len(bad):
+            i = int(bad[0])
+            raise LayerError(f"{name}[{i}] = {v[i].item()!r}: out of range {lo}..{hi}")
+        out.append(v.astype(np.int64))
+    return out[0], out[1]
+
+
+def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
+             requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
+             balance: bool = True, dense_weights: bool = False,
+             dense_acts: bool = False) -> Job:
+    """Check a layer against the config and build its memory images.
+
+    ``dense_weights`` / ``dense_acts`` store that operand with every mask bit set (zeros
+    kept as values), so the same engine runs as a weight-only sparse (``dense_acts``) or a
+    dense (both) baseline; the results are the same, only the work changes."""
+    w = np.asarray(w)
+    a = np.asarray(a)
+    layer = check_layer(w, a, cfg, stride, pad, requant, balance, dense_weights)
+    K, C, R, S = w.shape
     SW, P = cfg.scan_width, cfg.pes
     nch = -(-C // SW)
     F = -(-K // P)
-    L = cfg.out_lanes
-    need = {"act_mem_chunks": layer.H * layer.W * nch, "wgt_mem_chunks": F * R * S * nch,
-            "out_mem_words": -(-K // L) * L * layer.Ho * layer.Wo, "max_filters": K,
-            "max_reduction": C * R * S}
-    for name, v in need.items():
-        if v > getattr(cfg, name):
-            raise LayerError(f"layer needs {name} >= {v}; config has {getattr(cfg, name)}")
     slots = schedule(w, P, balance, cfg.out_lanes)
     job = Job(layer, slots, F, nch, raw=requant is None, relu=relu)
     job.act = _act_words(a, SW, dense_acts)
@@ -248,21 +320,13 @@ def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: in
             for mask, vals in chunks:
                 entries.append((mask, len(values)))
                 values += vals
-        if len(values) > cfg.wval_mem_words:
-            raise LayerError(f"layer needs wval_mem_words >= {len(values)} (PE {p}'s "
-                             f"weight values); config has {cfg.wval_mem_words}")
+        assert len(values) <= cfg.wval_mem_words, "layer_needs undercounts weight values"
         job.wgt.append([pack_wgt_entry(mk, min(b, cfg.wval_mem_words - 1), cfg)
                         for mk, b in entries])
         job.wval.append(values)
         job.kmap.append([slots[p][j] if j < len(slots[p]) else -1 for j in range(F)])
     if requant is not None:
-        mult, shift = (np.asarray(v).reshape(-1) for v in requant)
-        if mult.shape != (K,) or shift.shape != (K,):
-            raise LayerError(f"requant mult {mult.shape} / shift {shift.shape}: expected ({K},)")
-        if mult.min() < -(1 << 15) or mult.max() >= 1 << 15:
-            raise LayerError(f"requant mult must fit int16: {mult.min()}..{mult.max()}")
-        if shift.min() < 0 or shift.max() > 47:
-            raise LayerError(f"requant shift must be 0..47: {shift.min()}..{shift.max()}")
+        mult, shift = check_requant(*requant, K)
         job.mult, job.shift = [int(v) for v in mult], [int(v) for v in shift]
     else:
         job.mult, job.shift = [1] * K, [0] * K
