@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..sim.arch_study import VGG_PIXELS
 from ..sim.config import BOARD_CONFIG, Config, ConfigError
 from ..sim.formats import (
     ERROR_MEANING,
@@ -693,8 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--mults", type=lambda t: [int(v) for v in t.split(",")],
                     default=[32, 8], help="multiplier counts to compare at (default 32,8)")
     st.add_argument("--seed", type=int, default=1)
-    st.add_argument("--vgg-pixels", type=int, default=16,
-                    help="output pixels sampled per VGG-16 layer")
+    st.add_argument("--vgg-pixels", type=int, default=VGG_PIXELS,
+                    help="output pixels sampled per VGG-16 layer (the layers keep their "
+                         "full shapes)")
     st.add_argument("--json", help="write the results (docs/results/study.json)")
     st.set_defaults(func=cmd_study)
 

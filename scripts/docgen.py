@@ -528,12 +528,15 @@ def render_study(root: Path) -> str:
         return _missing(rel, STUDY_CMD)
     from ..sim.arch_study import CHOSEN
 
-    lines = [f"Reproduce: `{STUDY_CMD}` (the model only, seed {next(iter(d.values()))['seed']}; "
+    first = next(iter(d.values()))
+    lines = [f"Reproduce: `{STUDY_CMD}` (the model only, seed {first['seed']}; "
              f"a few minutes). Utilization = effectual MACs / (multipliers x cycles) on the "
              f"target layer (C = K = 64, 3 x 3, 16 x 16, pad 1); \"worst to 1/40\" is the "
              f"lowest over the grid points with d_w d_a >= 1/40, \"at 1/64\" the lowest over "
              f"the 1/64 points; VGG-16 is the network's modelled speedup over the ideal "
-             f"sum(dense) / sum(effectual); LUT4 and block RAMs are estimates (see Area). "
+             f"sum(dense) / sum(effectual), its layers at their full shapes (K, C, R, S) "
+             f"and {first.get('vgg_pixels', 16)} output pixels sampled a layer; LUT4 and "
+             f"block RAMs are estimates (see Area terms). "
              f"The chosen candidate is **{CHOSEN}**.", ""]
     for m, res in d.items():
         lines += [f"At {m} multipliers:", "",
