@@ -12,13 +12,16 @@ draws follow exactly the order of :func:`doublesparse.tb.amaranth_harness.run_de
 cycle counts agree with Amaranth's simulator for the same seed.
 
 Stream rules kept: once ``i.valid`` is up, the word holds until accepted. Collected: every
-accepted chunk (unused value lanes must be zero, no X on a valid output) and the ``error``
-code at every ``done`` pulse (``busy`` must be low then). The run stops when every image
-has finished or the cycle budget runs out (a hang: the test fails). With ``check`` chunks
-and codes are compared with :func:`doublesparse.sim.formats.parse_stream`; the first
-difference is printed with both sides and the image it belongs to. The results JSON (chunks
-as ``[mask, values, last, end]``, errors, cycles, in_words, hung, failure, message) is
-always written before anything is asserted.
+accepted chunk (unused value lanes must be zero, no X on a valid output), the ``error``
+code at every ``done`` pulse (``busy`` must be low then) and each image's stop word: the
+index in the image of the word after whose acceptance ``error`` turned nonzero (-1 for an
+image without error), the RTL's counterpart of ``ImageResult.error_word``. The run stops
+when every image has finished or the cycle budget runs out (a hang: the test fails). With
+``check`` chunks, codes and stop words are compared with
+:func:`doublesparse.sim.formats.parse_stream`; the first difference is printed with both
+sides and the image it belongs to. The results JSON (chunks as ``[mask, values, last,
+end]``, errors, stops, cycles, in_words, hung, failure, message) is always written before
+anything is asserted.
 """
 
 from __future__ import annotations
@@ -64,8 +67,10 @@ def default_budget(n_words: int, n_images: int, p_valid: float, p_ready: float) 
 
 
 def compare(chunks: list[list], errors: list[int], words: list[int], lasts: list[bool],
-            cfg: Config) -> str | None:
-    """First difference from the reference decoder, with both sides; None if equal."""
+            cfg: Config, stops: list[int] | None = None) -> str | None:
+    """First difference from the reference decoder, with both sides; None if equal.
+    ``stops`` (optional): the stop word of each image (-1: no error), compared with the
+    reference's ``error_word``."""
     ref = parse_stream(words, lasts, cfg)
     lines = []
     # image starts in the stream, for the report
@@ -76,12 +81,15 @@ def compare(chunks: list[list], errors: list[int], words: list[int], lasts: list
         got = chunks[pos:pos + n]
         want = [[c.mask, list(c.values), int(c.last), int(c.end)] for c in r.chunks]
         code = errors[k] if k < len(errors) else None
-        if code != int(r.error) or got != want:
+        stop = stops[k] if stops is not None and k < len(stops) else r.error_word
+        if code != int(r.error) or got != want or stop != r.error_word:
             lines.append(f"image {k} (stream words {starts[k]}..{starts[k] + r.words - 1}, "
                          f"{n} reference chunks, chunks {pos}..{pos + n - 1} of the stream):")
             lines.append(f"  error code: rtl {code} ({_name(code)}), reference {int(r.error)} "
                          f"({r.error.name}: {r.detail or 'ok'}"
                          f"{f', at word {r.error_word}' if r.error_word >= 0 else ''})")
+            if stop != r.error_word:
+                lines.append(f"  stop word: rtl {stop}, reference {r.error_word}")
             for j in range(max(len(got), len(want))):
                 a = got[j] if j < len(got) else None
                 b = want[j] if j < len(want) else None
@@ -100,6 +108,10 @@ def compare(chunks: list[list], errors: list[int], words: list[int], lasts: list
     if len(chunks) != pos:
         return f"{len(chunks)} chunks, reference {pos}; extra: {chunks[pos:pos + 3]}"
     return None
+
+
+def _stops(stops: list[int | None]) -> list[int]:
+    return [-1 if s is None else s for s in stops]
 
 
 def _name(code: int | None) -> str:
@@ -142,6 +154,8 @@ async def decoder_job(dut):
 
     chunks: list[list] = []
     errors: list[int] = []
+    starts = [0] + [k + 1 for k, lst in enumerate(lasts) if lst][:-1]   # image starts
+    stops: list[int | None] = [None] * n_images
     i = t = 0
     holding = hung = False
     failure = message = None
@@ -167,6 +181,12 @@ async def decoder_job(dut):
                 if bad:
                     raise _Fail("lanes", f"cycle {t}, chunk {len(chunks)}: {bad}")
                 chunks.append(c)
+            # stop word: error turns nonzero the cycle after the bad word is taken; it is
+            # the image in progress's once that image's first word has been taken
+            k = len(errors)
+            if (k < n_images and stops[k] is None and i > starts[k]
+                    and _int(dut.error, "error", t)):
+                stops[k] = i - 1 - starts[k]
             if _int(dut.done, "done", t):
                 if _int(dut.busy, "busy", t):
                     raise _Fail("busy", f"cycle {t}: busy high while done pulses "
@@ -195,7 +215,7 @@ async def decoder_job(dut):
             raise _Fail("words", f"every image finished but only {i} of {len(words)} words "
                                  f"were accepted")
         if job["check"]:
-            diff = compare(chunks, errors, words, lasts, cfg)
+            diff = compare(chunks, errors, words, lasts, cfg, _stops(stops))
             if diff:
                 raise _Fail("mismatch", f"RTL differs from the reference decoder (seed {seed}):"
                                         f"\n{diff}")
@@ -205,7 +225,8 @@ async def decoder_job(dut):
         failure, message = e.kind, str(e)
     finally:
         with open(job["out"], "w") as f:
-            json.dump({"chunks": chunks, "errors": errors, "cycles": t, "in_words": i,
+            json.dump({"chunks": chunks, "errors": errors, "stops": _stops(stops),
+                       "cycles": t, "in_words": i,
                        "hung": hung, "failure": failure, "message": message}, f)
     if failure:
         dut._log.error(message)

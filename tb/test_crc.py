@@ -127,3 +127,52 @@ def test_amaranth_helpers_match_zlib() -> None:
     sim.run()
     print(f"{checked['words']} word updates, {checked['keys']} keys checked")
     assert checked["words"] == sum(map(len, seqs)) and checked["keys"] == len(crcs)
+
+
+def test_polynomial_is_primitive() -> None:
+    """What ``docs/formats.md`` builds its detection claims on: the CRC-32 polynomial
+    (``CRC32_POLY`` reflected) is irreducible and x has order 2^32 - 1 modulo it."""
+    from doublesparse.sim.formats import CRC32_POLY
+
+    g = 1 << 32 | int(f"{CRC32_POLY:032b}"[::-1], 2)
+    assert g == 0x1_04C1_1DB7
+
+    def mulmod(a: int, b: int) -> int:
+        r = 0
+        while b:
+            if b & 1:
+                r ^= a
+            b >>= 1
+            a <<= 1
+            if a >> 32:
+                a ^= g
+        return r
+
+    def x_pow(e: int) -> int:
+        r, base = 1, 2
+        while e:
+            if e & 1:
+                r = mulmod(r, base)
+            base, e = mulmod(base, base), e >> 1
+        return r
+
+    def gcd(a: int, b: int) -> int:
+        while b:
+            while a and a.bit_length() >= b.bit_length():
+                a ^= b << (a.bit_length() - b.bit_length())
+            a, b = b, a
+        return a
+
+    def x_2k(k: int) -> int:      # x^(2^k) mod g
+        r = 2
+        for _ in range(k):
+            r = mulmod(r, r)
+        return r
+
+    # irreducible (Rabin's test; 2 is the only prime dividing the degree 32):
+    # x^(2^32) = x mod g and gcd(x^(2^16) - x, g) = 1
+    assert x_2k(32) == 2 and gcd(g, x_2k(16) ^ 2) == 1
+    n = (1 << 32) - 1                 # = 3 * 5 * 17 * 257 * 65537
+    assert x_pow(n) == 1
+    for p in (3, 5, 17, 257, 65537):
+        assert x_pow(n // p) != 1, p

@@ -8,7 +8,12 @@ J=8 R=2 1:2):
   followed by a valid image, in one stream with stalls: no hang, error codes and chunks
   equal to the reference parser's, the valid images decode correctly;
 * the same run gives the same cycle count under both simulators and, for the small config,
-  under Amaranth's own simulator.
+  under Amaranth's own simulator;
+* every single-bit flip of every word and every swap of two different words of a small
+  sample image of each format, and a format version 1 image, in one stream with a clean
+  image after each run of corrupted ones: every corrupted image refused with the reference
+  parser's error code and stop word, every clean one decoded (under Icarus, which runs
+  this testbench some 20 times slower, every 8th corrupted image: ``CORRUPT_SHARE``).
 
 Seeds are printed; set ``DS_SEED`` to change them (every seed derives from it).
 """
@@ -17,16 +22,27 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from doublesparse.sim.config import Config
-from doublesparse.sim.formats import Chunk, Err, parse_image, parse_stream, to_chunks
+from doublesparse.sim.formats import (
+    HEADER_WORDS,
+    MAGIC_V1,
+    MASK32,
+    Chunk,
+    Err,
+    parse_image,
+    parse_stream,
+    to_chunks,
+)
 from doublesparse.tb.cocotb_decoder import compare
 from doublesparse.tb.runner import SIMS as ALL_SIMS
-from doublesparse.tb.runner import SimFailure, run_decoder_rtl
+from doublesparse.tb.runner import SimFailure, run_cocotb, run_decoder_rtl
 from doublesparse.tb.stimulus import FORMATS, fuzz_image, random_image, stream_of
 
 SIMS = [s.strip() for s in os.environ.get("DS_SIMS", ",".join(ALL_SIMS)).split(",")
@@ -35,6 +51,7 @@ SEED = int(os.environ.get("DS_SEED", "2026"))
 CFGS = {"default": Config(),
         "J8": Config(join_width=8, run_bits=2, nm_n=1, nm_m=2, multipliers=1)}
 FUZZ_TARGET = {"default": 1000, "J8": 300}     # malformed images per run
+CORRUPT_SHARE = {"verilator": 1, "icarus": 8}   # every n-th corrupted image is streamed
 DENSITIES = (0.0, 0.05, 0.3, 0.7, 1.0)
 
 # (test, config) -> (simulator, cycles, words accepted) of the first simulator that ran it
@@ -201,6 +218,10 @@ def test_compare_reports_differences() -> None:
     msg = compare(chunks, [0, 4, 0], words, lasts, cfg)
     assert msg and "image 1" in msg and "TRUNCATED" in msg, msg
     assert compare(chunks[:-1], errors, words, lasts, cfg)
+    # stop words: -1 for an image without error; a differing one is reported
+    assert compare(chunks, errors, words, lasts, cfg, [-1, -1, -1]) is None
+    msg = compare(chunks, errors, words, lasts, cfg, [-1, 3, -1])
+    assert msg and "image 1" in msg and "stop word: rtl 3, reference -1" in msg, msg
 
 
 @pytest.mark.parametrize("sim", SIMS)
@@ -216,3 +237,120 @@ def test_hang_reported(sim: str) -> None:
     with pytest.raises(SimFailure, match="hung") as e:
         run_decoder_rtl(cfg, words, lasts, sim=sim, check=True, timeout_cycles=10)
     shutil.rmtree(e.value.work_dir, ignore_errors=True)
+
+
+def _small_sample(cfg: Config, fmt: str, rng: np.random.Generator):
+    """(tensor, image) of ``fmt`` with 12 or 13 body words and two chunks or more per
+    vector (random shapes until one fits)."""
+    J = cfg.join_width
+    for _ in range(500):
+        shape = (int(rng.integers(J + 1, 3 * J)), int(rng.integers(1, 3)))
+        x, img = random_image(rng, cfg, fmt, shape, float(rng.choice([0.2, 0.3, 0.5])))
+        if 12 <= len(img) - HEADER_WORDS <= 13:
+            return x, [int(w) for w in img]
+    raise AssertionError(f"no {fmt} sample with 12 or 13 body words")
+
+
+def _version1(img: list[int]) -> list[int]:
+    """The image in format version 1 (magic DSP1, rotate-XOR body checksum, header words
+    summing to 0)."""
+    v1 = list(img)
+    c = 0
+    for w in v1[HEADER_WORDS:]:
+        c = ((c << 1 | c >> 31) & MASK32) ^ w
+    v1[0], v1[9] = MAGIC_V1, c
+    v1[10] = -sum(v1[:10]) & MASK32
+    return v1
+
+
+def _corruption_stream(cfg: Config, seed: int, share: int = 1):
+    """Per format: the sample image with every bit of every word flipped (a clean copy
+    after each word's 32 flips) and every pair of different words swapped (a clean copy
+    after the swaps with each first word); then a version 1 image and a clean one. With
+    ``share`` > 1 only every ``share``-th flip or swap (counted over the whole stream).
+    Returns (images, labels, {clean image index: tensor}, corrupted images made)."""
+    rng = np.random.default_rng(seed)
+    images: list[list[int]] = []
+    labels: list[str] = []
+    clean: dict[int, np.ndarray] = {}
+    made = 0
+
+    def add(img, label, x=None, keep=False):
+        nonlocal made
+        if x is not None:
+            clean[len(images)] = x
+        elif not keep:
+            made += 1
+            if (made - 1) % share:
+                return
+        images.append(img)
+        labels.append(label)
+
+    for fmt in FORMATS:
+        x, img = _small_sample(cfg, fmt, rng)
+        n = len(img)
+        for i in range(n):
+            for b in range(32):
+                bad = list(img)
+                bad[i] ^= 1 << b
+                add(bad, f"{fmt}: bit {b} of word {i} flipped")
+            add(img, f"{fmt}: clean", x)
+        for i in range(n):
+            swapped = False
+            for j in range(i + 1, n):
+                if img[i] != img[j]:
+                    bad = list(img)
+                    bad[i], bad[j] = img[j], img[i]
+                    add(bad, f"{fmt}: words {i} and {j} swapped")
+                    swapped = True
+            if swapped:
+                add(img, f"{fmt}: clean", x)
+        if fmt == "bitmap":
+            add(_version1(img), "bitmap: format version 1 (DSP1)", keep=True)
+            add(img, f"{fmt}: clean", x)
+    return images, labels, clean, made
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_every_bit_flip_and_word_swap(sim: str) -> None:
+    """All corruptions of three small sample images in one simulation (default config,
+    sink stalls; a share of them under Icarus): each corrupted image gives the reference
+    parser's error code (never OK) at the reference's stop word, each clean image after
+    them decodes to its tensor."""
+    cfg = CFGS["default"]
+    seed = _seed("corrupt", "default")
+    share = CORRUPT_SHARE.get(sim, 1)
+    images, labels, clean, made = _corruption_stream(cfg, seed, share)
+    words, lasts = stream_of(images)
+    ref = parse_stream(words, lasts, cfg)
+    for k, r in enumerate(ref):
+        assert (r.error == Err.OK) == (k in clean), f"reference: image {k} ({labels[k]}): {r}"
+    job = {"words": words, "lasts": lasts, "p_valid": 1.0, "p_ready": 0.8, "seed": seed,
+           "check": True, "timeout_cycles": None}
+    t0 = time.monotonic()
+    # check=True: the testbench compares codes, stop words and chunks with the reference
+    # and fails on the first difference, printing both sides
+    out = run_cocotb("decoder", cfg, sim, "doublesparse.tb.cocotb_decoder", job)
+    wall = time.monotonic() - t0
+    errors, stops = [Err(e) for e in out["errors"]], out["stops"]
+    n_bad = len(images) - len(clean)
+    print(f"{sim}: {len(images)} images ({n_bad - 1} of {made} flips and swaps, a version 1 "
+          f"image, {len(clean)} clean), "
+          f"{len(words)} words, {out['cycles']} cycles, {wall:.1f} s; codes "
+          f"{dict(sorted(Counter(e.name for e in errors).items()))}")
+    assert len(errors) == len(stops) == len(images)
+    for k, (e, stop, r) in enumerate(zip(errors, stops, ref, strict=True)):
+        assert (e, stop) == (r.error, r.error_word), (
+            f"image {k} ({labels[k]}): rtl {e.name} at word {stop}, reference "
+            f"{r.error.name} at word {r.error_word} ({r.detail})")
+    v1 = [k for k, lab in enumerate(labels) if "version 1" in lab]
+    assert len(v1) == 1 and errors[v1[0]] == Err.BAD_MAGIC and stops[v1[0]] == 0
+    per_image = _split([Chunk(m, tuple(v), bool(lst), bool(end))
+                        for m, v, lst, end in out["chunks"]], [len(r.chunks) for r in ref])
+    for k, x in clean.items():
+        want = to_chunks(x, cfg.join_width)
+        assert errors[k] == Err.OK and per_image[k] == want, (
+            f"clean image {k} after corrupted ones ({labels[k]}): {errors[k].name}, "
+            f"{_diff(per_image[k], want)}")
+    _same_across_sims(f"corrupt/{share}", "default", sim,
+                      SimpleNamespace(cycles=out["cycles"], in_words=out["in_words"]))
