@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..sim.config import Config
-from ..sim.formats import HEADER_WORDS, MASK32, encode, prune_nm
+from ..sim.formats import HEADER_WORDS, MASK32, encode, header_crc, prune_nm
 
 __all__ = ["FORMATS", "random_tensor", "random_image", "fuzz_image", "fix_checksum", "stream_of"]
 
@@ -37,8 +37,10 @@ def random_image(rng: np.random.Generator, cfg: Config, fmt: str, shape: tuple[i
 
 
 def fix_checksum(img: list[int]) -> list[int]:
+    """Repair the header's CRC (word 10) after header words were changed, so that the
+    change itself is what the decoder must catch."""
     if len(img) >= HEADER_WORDS:
-        img[HEADER_WORDS - 1] = (-sum(img[:HEADER_WORDS - 1])) & MASK32
+        img[HEADER_WORDS - 1] = header_crc(img)
     return img
 
 
