@@ -22,6 +22,8 @@
 #define DS_CTRL_START_MASK 0x00000001u
 #define DS_CTRL_ENCODE_SHIFT 1u
 #define DS_CTRL_ENCODE_MASK 0x00000002u
+#define DS_CTRL_ABORT_SHIFT 2u
+#define DS_CTRL_ABORT_MASK 0x00000004u
 #define DS_REG_STATUS 0x01u
 #define DS_STATUS_BUSY_SHIFT 0u
 #define DS_STATUS_BUSY_MASK 0x00000001u
@@ -48,6 +50,7 @@
 #define DS_MODE_RELU_MASK 0x00000002u
 #define DS_REG_CYCLES 0x10u
 #define DS_REG_MACS 0x11u
+#define DS_REG_IGNORED 0x12u
 #define DS_REG_PE_BUSY 0x20u  /* + PE index */
 #define DS_REG_PE_MACS 0x60u  /* + PE index */
 
@@ -57,6 +60,7 @@
 #define DS_ERR_TOO_BIG 3u
 #define DS_ERR_PE_FAULT 4u
 #define DS_ERR_NOT_INT8 5u
+#define DS_ERR_ABORTED 6u
 
 /* host words per activation chunk: ceil(9 S / 32); S = 64: 18 words, 576 bits */
 

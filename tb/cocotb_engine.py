@@ -4,7 +4,10 @@ status, the counters and the output memory.
 
 The job (JSON in ``DS_JOB``) holds a list of *runs*; each has the memory images (``act``,
 ``wgt`` per PE, ``kmap`` per PE, ``mult``, ``shift``), the descriptor and the number of
-output words to read. Results go to the job's ``out`` path.
+output words to read. A run may also carry ``during``: host actions at given cycles after
+its start command (``{"at": n, "write": [addr, value]}``, ``{"at": n, "abort": true}``,
+``{"at": n, "reset": true}``: the engine's reset held for two cycles). Results go to the
+job's ``out`` path; each run's record holds STATUS, the counters, IGNORED and the outputs.
 """
 
 from __future__ import annotations
@@ -76,6 +79,29 @@ class Host:
         return out
 
 
+async def _actions(dut, host: Host, actions: list[dict]) -> int:
+    """Host actions at given cycles after a command (see the module docstring); returns
+    the cycles spent."""
+    now = 0
+    for act in sorted(actions, key=lambda a: a["at"]):
+        if act["at"] > now:
+            await ClockCycles(dut.clk, act["at"] - now)
+            await FallingEdge(dut.clk)
+            now = act["at"]
+        if "write" in act:
+            await host.write(*act["write"])
+        elif act.get("abort"):
+            await host.write(REG["CTRL"], 4)
+        elif act.get("reset"):
+            dut.rst.value = 1
+            await ClockCycles(dut.clk, 2)
+            await FallingEdge(dut.clk)
+            dut.rst.value = 0
+            now += 2
+        now += 1
+    return now
+
+
 @cocotb.test()
 async def engine_job(dut):
     with open(os.environ["DS_JOB"]) as f:
@@ -112,8 +138,9 @@ async def engine_job(dut):
                 await host.write(REG[name], desc[NAMES[name]])
         await host.write(REG["CTRL"], 1)
         budget = run["budget"]
-        waited = 0
+        waited = await _actions(dut, host, run.get("during", []))
         status = await host.read(REG["STATUS"])
+        first_status = status
         while status & 1 and waited < budget:
             await ClockCycles(dut.clk, 64)
             await FallingEdge(dut.clk)
@@ -121,9 +148,11 @@ async def engine_job(dut):
             status = await host.read(REG["STATUS"])
         if status & 1:
             dut._log.error(f"engine still busy after {waited} cycles (budget {budget})")
-        res = {"status": status, "busy": status & 1, "done": (status >> 1) & 1,
+        res = {"status": status, "first_status": first_status, "busy": status & 1,
+               "done": (status >> 1) & 1,
                "error": (status >> 4) & 0xF, "hung": bool(status & 1)}
         if not res["hung"]:
+            res["ignored"] = await host.read(REG["IGNORED"])
             res["cycles"] = await host.read(REG["CYCLES"])
             res["macs"] = await host.read(REG["MACS"])
             P = len(run["wgt"]) or cfg.pes
@@ -140,8 +169,9 @@ async def engine_job(dut):
         if run.get("encode") and not res["hung"]:
             # re-encode the int8 outputs into the activation memory for the next layer
             await host.write(REG["CTRL"], 2)
+            waited = await _actions(dut, host, run.get("encode_during", []))
             status = await host.read(REG["STATUS"])
-            waited = 0
+            res["encode_first_status"] = status
             while status & 1 and waited < budget:
                 await ClockCycles(dut.clk, 64)
                 await FallingEdge(dut.clk)

@@ -526,14 +526,14 @@ class ControlModel:
     def __init__(self):
         self.state, self.busy, self.done, self.error, self.cycles = "IDLE", 0, 0, 0, 0
         self.settle = self.results = self.total = 0
-        self.pe_clear = 0
+        self.pe_clear = self.flush = 0
 
     def step(self, i):
         """Outputs this cycle (comb strobes), then the state after the clock edge."""
         comb = {"load": 0, "prime": 0, "go": 0, "enc_go": 0}
         nxt = dict(busy=self.busy, done=self.done, error=self.error, cycles=self.cycles,
                    state=self.state, settle=self.settle, total=self.total, pe_clear=0,
-                   results=self.results + i["retired"])
+                   results=self.results + i["retired"], flush=int(i["abort"] and self.busy))
         if self.state == "IDLE":
             if i["start"]:
                 nxt.update(done=0, error=0, busy=1, settle=0, state="SETTLE")
@@ -566,8 +566,10 @@ class ControlModel:
                 nxt.update(busy=0, done=1, error=3, state="IDLE")
             elif i["enc_finished"]:
                 nxt.update(busy=0, done=1, state="IDLE")
+        if self.state != "IDLE" and i["abort"]:       # an abort overrides the state's move
+            nxt.update(busy=0, done=1, error=6, state="IDLE")
         out = dict(busy=self.busy, done=self.done, error=self.error, cycles=self.cycles,
-                   pe_clear=self.pe_clear, **comb)
+                   pe_clear=self.pe_clear, flush=self.flush, **comb)
         for k, v in nxt.items():
             setattr(self, k, v)
         return out
@@ -580,7 +582,7 @@ def test_control_against_model() -> None:
     dut = Control()
     model = ControlModel()
     names = ("start", "encode", "raw", "bad_shape", "bad_desc", "too_big", "seq_running",
-             "retired", "pe_fault", "enc_overflow", "enc_finished")
+             "retired", "pe_fault", "enc_overflow", "enc_finished", "abort")
     seen = set()
 
     async def bench(ctx):
@@ -595,6 +597,7 @@ def test_control_against_model() -> None:
                 running = int(rng.integers(0, 8))
             i["seq_running"] = int(running > 0)
             i["enc_overflow"] &= int(rng.random() < 0.2)
+            i["abort"] &= int(model.busy and rng.random() < 0.3)   # the host's: while busy
             for n, v in i.items():
                 ctx.set(getattr(dut, n), v)
             want = model.step(i)
@@ -602,7 +605,7 @@ def test_control_against_model() -> None:
             assert got == want, f"cycle {t}, inputs {i}: RTL {got}, model {want}"
             seen.add((want["error"], want["done"]))
             await ctx.tick()
-        assert {(c, 1) for c in range(6)} <= seen, f"not every outcome reached: {seen}"
+        assert {(c, 1) for c in range(7)} <= seen, f"not every outcome reached: {seen}"
 
     _run(dut, bench)
 
@@ -655,7 +658,7 @@ def test_host_port_writes_and_reads() -> None:
             ops.append(("w", base << REGION_SHIFT | int(rng.integers(0, 16)),
                         int(rng.integers(0, 1 << 32))))
         elif kind == 3:
-            ops.append(("w", REG["CTRL"], int(rng.integers(0, 4))))
+            ops.append(("w", REG["CTRL"], int(rng.integers(0, 8))))
         elif kind == 4:
             name = str(rng.choice(list(REG)))
             addr = REG[name] + (int(rng.integers(0, P)) if name.startswith("PE_") else 0)
@@ -676,6 +679,7 @@ def test_host_port_writes_and_reads() -> None:
         checked = {"mem": 0, "read": 0, "cmd": 0}
         queue = list(ops)
         last_op = None
+        ignored = 0           # writes ignored while busy, since the last start / encode
         for t in range(3 * len(ops) + 20):
             # inputs of this cycle
             busy_now = int(rng.random() < 0.15)
@@ -693,17 +697,19 @@ def test_host_port_writes_and_reads() -> None:
                     assert ctx.get(dut.out_rd.addr) == op[1] & 0xFF, "OUT address not passed"
             # the bus write of the previous cycle takes effect now (busy of this cycle)
             exp = {"act": None, "kmap": None, "mult": None, "shift": None, "start": 0,
-                   "encode": 0, **{f"wgt{p}": None for p in range(P)},
+                   "encode": 0, "abort": 0, **{f"wgt{p}": None for p in range(P)},
                    **{f"wval{p}": None for p in range(P)}}
             if last_op is not None and last_op[0] == "w":
                 _, a, v = last_op
                 region, off = a >> REGION_SHIFT, a & ((1 << REGION_SHIFT) - 1)
                 if region == 0:
                     name = next((n for n in DESC if REG[n] == a), None)
-                    if name:
+                    if name and not busy_now:
                         desc[name] = v
                     if a == REG["CTRL"] and not busy_now:
                         exp["start"], exp["encode"] = v & 1, int(v & 3 == 2)
+                    if a == REG["CTRL"] and busy_now:
+                        exp["abort"] = v >> 2 & 1
                 elif not busy_now:
                     # any memory write passes the chunk staging register: its word slot
                     # (if it names one) is replaced
@@ -725,6 +731,10 @@ def test_host_port_writes_and_reads() -> None:
                     elif region >= REGION["WGT"] and w == NWW - 1:
                         exp[f"wgt{region - REGION['WGT']}"] = (
                             off >> WB, word & ((1 << wgt_entry_layout(cfg).size) - 1))
+                if busy_now and not exp["abort"]:
+                    ignored += 1
+                elif exp["start"] or exp["encode"]:
+                    ignored = 0
             ports = {"act": dut.act_wr, "kmap": dut.kmap_wr, "mult": dut.mult_wr,
                      "shift": dut.shift_wr, **{f"wgt{p}": dut.wgt_wr[p] for p in range(P)},
                      **{f"wval{p}": dut.wval_wr[p] for p in range(P)}}
@@ -737,9 +747,10 @@ def test_host_port_writes_and_reads() -> None:
                     exp[key] = (exp[key][0] & ((1 << len(port.addr)) - 1), exp[key][1])
                 assert got == exp[key], f"cycle {t}: {key} write RTL {got}, model {exp[key]}"
                 checked["mem"] += en
-            for key in ("start", "encode"):
+            for key in ("start", "encode", "abort"):
                 assert ctx.get(getattr(dut, key)) == exp[key], f"cycle {t}: {key}"
                 checked["cmd"] += exp[key]
+                checked[key] = checked.get(key, 0) + exp[key]
             # reads: value due READ_LATENCY cycles after re, from the registers as they
             # stand the cycle after re
             if last_op is not None and last_op[0] == "r":
@@ -751,6 +762,7 @@ def test_host_port_writes_and_reads() -> None:
                     vals[REG["STATUS"]] = busy_now | status["done"] << 1 | status["error"] << 4
                     vals[REG["CYCLES"]] = status["cycles"]
                     vals[REG["MACS"]] = sum(pe_macs) & 0xFFFFFFFF
+                    vals[REG["IGNORED"]] = ignored
                     for p in range(P):
                         vals[REG["PE_BUSY"] + p], vals[REG["PE_MACS"] + p] = pe_busy[p], pe_macs[p]
                     reads.append((t + READ_LATENCY - 1, vals.get(a, 0)))
@@ -766,7 +778,7 @@ def test_host_port_writes_and_reads() -> None:
             busy = busy_now
             await ctx.tick()
         assert not queue and checked["mem"] > 100 and checked["read"] > 50 \
-            and checked["cmd"] > 3, checked
+            and checked["cmd"] > 3 and checked["abort"] > 0 and checked["start"] > 0, checked
         _ = busy
 
     _run(dut, bench)

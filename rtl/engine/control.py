@@ -14,6 +14,13 @@ sequencer, the address pipeline, the collector and the requantizer and clears th
 counters (``pe_clear``, registered: high the cycle after ``go``). RUN ends when the
 sequencer has issued every step and ``total`` results have retired; the error is then
 PE_FAULT if a PE flagged one. ``cycles`` counts the cycles of RUN.
+
+Abort: ``abort`` (the host's CTRL abort, taken while busy) sends any state to IDLE with
+``done`` and error ABORTED, and raises ``flush`` for one cycle (a register, so it drives
+the datapath's synchronous reset from a flip-flop): the engine resets the sequencer, the
+address pipeline, the broadcast, the feeders, the PEs, the collectors, the requantizers
+and the re-encoder with it, and the next job starts from the same state as after reset
+(memories and descriptor are kept).
 """
 
 from __future__ import annotations
@@ -51,8 +58,12 @@ class Control(wiring.Component):
     busy, done : Out(1)
     error : Out(EngineError)
     cycles : Out(32)
+    abort : In(1)
+        The host's abort command (a pulse, only while busy).
     load, prime, go, pe_clear, enc_go : Out(1)
         Strobes to the datapath (see the module docstring).
+    flush : Out(1)
+        The cycle after an abort: reset the datapath (a register).
     """
 
     def __init__(self):
@@ -60,10 +71,10 @@ class Control(wiring.Component):
             "start": In(1), "encode": In(1), "raw": In(1),
             "bad_shape": In(1), "bad_desc": In(1), "too_big": In(1), "total": In(48),
             "seq_running": In(1), "retired": In(4), "pe_fault": In(1),
-            "enc_overflow": In(1), "enc_finished": In(1),
+            "enc_overflow": In(1), "enc_finished": In(1), "abort": In(1),
             "busy": Out(1), "done": Out(1), "error": Out(EngineError), "cycles": Out(32),
             "load": Out(1), "prime": Out(1), "go": Out(1), "pe_clear": Out(1),
-            "enc_go": Out(1),
+            "enc_go": Out(1), "flush": Out(1),
         })
 
     def elaborate(self, platform):
@@ -74,6 +85,13 @@ class Control(wiring.Component):
         settle = Signal(range(SETTLE_CYCLES))
         m.d.sync += results.eq(results + self.retired)
         m.d.sync += self.pe_clear.eq(0)
+
+        def aborted():
+            # last in a busy state, so it overrides what the state decided this cycle
+            with m.If(self.abort):
+                m.d.sync += [busy.eq(0), done.eq(1), error.eq(EngineError.ABORTED)]
+                m.next = "IDLE"
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -93,6 +111,7 @@ class Control(wiring.Component):
                              self.prime.eq(settle >= SETTLE_CYCLES - 2)]
                 with m.If(settle == SETTLE_CYCLES - 1):
                     m.next = "CHECK"
+                aborted()
             with m.State("CHECK"):
                 with m.If(self.bad_shape):
                     m.d.sync += [error.eq(EngineError.BAD_SHAPE), busy.eq(0), done.eq(1)]
@@ -108,6 +127,7 @@ class Control(wiring.Component):
                     m.d.sync += [self.pe_clear.eq(1), cycles.eq(0), results.eq(0),
                                  total.eq(self.total)]
                     m.next = "RUN"
+                aborted()
             with m.State("RUN"):
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If((results == total) & ~self.seq_running):
@@ -115,6 +135,7 @@ class Control(wiring.Component):
                                  error.eq(Mux(self.pe_fault, EngineError.PE_FAULT,
                                               EngineError.OK))]
                     m.next = "IDLE"
+                aborted()
             with m.State("ENCODE"):
                 with m.If(self.enc_overflow):
                     m.d.sync += [busy.eq(0), done.eq(1), error.eq(EngineError.TOO_BIG)]
@@ -122,4 +143,6 @@ class Control(wiring.Component):
                 with m.Elif(self.enc_finished):
                     m.d.sync += [busy.eq(0), done.eq(1)]
                     m.next = "IDLE"
+                aborted()
+        m.d.sync += self.flush.eq(self.abort & busy)
         return m

@@ -15,6 +15,7 @@ has the dataflow diagram and the register map (``regmap.py``).
 from __future__ import annotations
 
 from amaranth import Module, signed
+from amaranth.hdl import ResetInserter
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -87,20 +88,26 @@ class Engine(wiring.Component):
         m.submodules.host = host = HostPort(cfg)
         m.submodules.check = check = DescriptorCheck(cfg)
         m.submodules.control = ctl = Control()
-        m.submodules.sequencer = seq = Sequencer()
-        m.submodules.address = addr = AddressPipeline(cfg)
-        m.submodules.broadcast = bcast = Broadcast(cfg)
+        # the datapath: reset by an abort (``ctl.flush``) as by the engine's reset
+        flushed = ResetInserter(ctl.flush)
+        seq = Sequencer()
+        addr = AddressPipeline(cfg)
+        bcast = Broadcast(cfg)
         feeders = [Feeder(cfg) for _ in range(P)]
         pes = [SPE(cfg) for _ in range(P)]
-        for p in range(P):
-            m.submodules[f"feeder{p}"] = feeders[p]
-            m.submodules[f"pe{p}"] = pes[p]
         colls = [ResultCollector(cfg, first=ln * LP) for ln in range(L)]
         rqs = [Requantizer(cfg) for _ in range(L)]
+        enc = ReEncoder(cfg)
+        m.submodules.sequencer = flushed(seq)
+        m.submodules.address = flushed(addr)
+        m.submodules.broadcast = flushed(bcast)
+        for p in range(P):
+            m.submodules[f"feeder{p}"] = flushed(feeders[p])
+            m.submodules[f"pe{p}"] = flushed(pes[p])
         for ln in range(L):
-            m.submodules[f"collector{ln}"] = colls[ln]
-            m.submodules[f"requant{ln}"] = rqs[ln]
-        m.submodules.encoder = enc = ReEncoder(cfg)
+            m.submodules[f"collector{ln}"] = flushed(colls[ln])
+            m.submodules[f"requant{ln}"] = flushed(rqs[ln])
+        m.submodules.encoder = flushed(enc)
 
         # host side
         wiring.connect(m, wiring.flipped(self.host), host.host)
@@ -129,6 +136,7 @@ class Engine(wiring.Component):
             ctl.seq_running.eq(seq.running), ctl.retired.eq(sum(r.retired for r in rqs)),
             ctl.pe_fault.eq(0),
             ctl.enc_overflow.eq(enc.overflow), ctl.enc_finished.eq(enc.finished),
+            ctl.abort.eq(host.abort),
             host.busy.eq(ctl.busy), host.done.eq(ctl.done), host.error.eq(ctl.error),
             host.cycles.eq(ctl.cycles),
             seq.load.eq(ctl.load), seq.prime.eq(ctl.prime), seq.start.eq(ctl.go),

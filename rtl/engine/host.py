@@ -6,8 +6,12 @@ at the engine's own flip-flops: a write takes effect one cycle after its cycle. 
 of an activation chunk or a weight chunk are collected in a staging register; writing an
 entry's last word (``regmap.entry_words``) stores the whole entry (the memories' write
 ports are registered too, so it lands two cycles after the host's write). A weight value
-(WVAL) is one word, its low byte. Memory writes and commands are ignored while the engine
-is busy; descriptor writes are not (the host must not write them during a job).
+(WVAL) is one word, its low byte.
+
+While the engine is busy every write is ignored (descriptor, MODE, memories, CTRL start and
+encode) and counted in IGNORED, except a CTRL write with the abort bit, which is the
+``abort`` pulse (the cycle after the bus write, like every write); IGNORED clears when a
+start or encode is taken. So a job runs on the descriptor and memories it started with.
 
 Reads: ``rdata`` comes with ``rvalid`` :data:`READ_LATENCY` cycles after ``re``, for
 every address, so reads keep their order: an OUT read's address goes to the output memory
@@ -78,6 +82,8 @@ class HostPort(wiring.Component):
         The descriptor registers.
     start, encode : Out(1)
         CTRL commands written while idle (pulses, the cycle after the bus write).
+    abort : Out(1)
+        CTRL abort written while busy (a pulse, the cycle after the bus write).
     busy, done, error, cycles : In
         Control state, for STATUS and CYCLES; memory writes and commands are ignored while
         ``busy``.
@@ -100,7 +106,7 @@ class HostPort(wiring.Component):
         out_rd = ReadPortSignature(out_addr_bits(cfg), 32)
         super().__init__({
             "host": Out(HostSignature()), "desc": Out(desc_layout()),
-            "start": Out(1), "encode": Out(1),
+            "start": Out(1), "encode": Out(1), "abort": Out(1),
             "busy": In(1), "done": In(1), "error": In(4), "cycles": In(32),
             "pe_busy": In(32).array(P), "pe_macs": In(32).array(P),
             "act_wr": Out(act), "enc_wr": In(act),
@@ -140,12 +146,19 @@ class HostPort(wiring.Component):
         # descriptor and commands
         desc = {n: self.desc[n.lower()] for n in DESC}
         ctrl = hb_we & hb_reg["CTRL"] & ~self.busy
-        with m.If(hb_we):
+        with m.If(hb_we & ~self.busy):
             for name in DESC:
                 with m.If(hb_reg[name]):
                     m.d.sync += desc[name].eq(hb_wdata)
         m.d.comb += [self.start.eq(ctrl & hb_wdata[0]),
-                     self.encode.eq(ctrl & ~hb_wdata[0] & hb_wdata[1])]
+                     self.encode.eq(ctrl & ~hb_wdata[0] & hb_wdata[1]),
+                     self.abort.eq(hb_we & hb_reg["CTRL"] & hb_wdata[2] & self.busy)]
+        # writes ignored while busy, counted since the last start or encode taken
+        ignored = Signal(32)
+        with m.If(self.start | self.encode):
+            m.d.sync += ignored.eq(0)
+        with m.Elif(hb_we & self.busy & ~self.abort):
+            m.d.sync += ignored.eq(ignored + 1)
 
         # chunk staging; memory writes
         staging = Signal(chunk_bits(S))
@@ -186,7 +199,7 @@ class HostPort(wiring.Component):
         m.d.sync += macs_total.eq(sum(self.pe_macs))
         sources = {"STATUS": _fields("STATUS", {"busy": self.busy, "done": self.done,
                                                 "error": self.error}),
-                   "CYCLES": self.cycles, "MACS": macs_total,
+                   "CYCLES": self.cycles, "MACS": macs_total, "IGNORED": ignored,
                    "PE_BUSY": self.pe_busy, "PE_MACS": self.pe_macs}
         sources.update(desc)
         entries = []

@@ -40,6 +40,7 @@ class EngineError(enum.IntEnum, shape=4):
     TOO_BIG = 3
     PE_FAULT = 4
     NOT_INT8 = 5
+    ABORTED = 6
 
 
 ERROR_MEANING = {
@@ -53,6 +54,8 @@ ERROR_MEANING = {
                          "max_channels, max_reduction, or a field above 16 bits)",
     EngineError.PE_FAULT: "a PE flagged a fault (reserved: the scan PE has none)",
     EngineError.NOT_INT8: "encode needs requantized int8 outputs (MODE bit 0 clear)",
+    EngineError.ABORTED: "the host aborted the job or ENCODE (CTRL abort): its outputs, or "
+                         "the activations ENCODE was writing, are incomplete",
 }
 
 
@@ -114,10 +117,14 @@ REGIONS: tuple[Region, ...] = (
 
 _SIZE = "layer shape (16 bits used; a value above 16 bits is refused with TOO_BIG)"
 REGISTERS: tuple[Register, ...] = (
-    Register("CTRL", 0x00, "W", "start a job or re-encode; ignored while busy",
+    Register("CTRL", 0x00, "W", "start a job or re-encode (ignored and counted while "
+                                "busy); abort a running one",
              (Field("start", 0, 1, "start a job"),
               Field("encode", 1, 1, "re-encode the int8 outputs into the activation "
-                                    "memory"))),
+                                    "memory"),
+              Field("abort", 2, 1, "while busy: stop the job or ENCODE; the engine is idle "
+                                   "with error ABORTED two cycles after the write takes "
+                                   "effect (ignored while idle)"))),
     Register("STATUS", 0x01, "R", "done stays set until the next start",
              (Field("busy", 0, 1, "a job or ENCODE runs"),
               Field("done", 1, 1, "the last job or ENCODE finished"),
@@ -139,6 +146,9 @@ REGISTERS: tuple[Register, ...] = (
               Field("relu", 1, 1, "ReLU before the int8 clamp")), desc=True),
     Register("CYCLES", 0x10, "R", "cycles of the last job, start to done"),
     Register("MACS", 0x11, "R", "effectual multiplies of the last job, all PEs"),
+    Register("IGNORED", 0x12, "R", "host writes ignored because the engine was busy "
+                                   "(descriptor, MODE, memories, CTRL without abort), since "
+                                   "the last start or encode taken"),
     Register("PE_BUSY", 0x20, "R", "cycles PE `p` had work", per_pe=True),
     Register("PE_MACS", 0x60, "R", "effectual multiplies of PE `p`", per_pe=True),
 )
