@@ -637,6 +637,12 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prove(args: argparse.Namespace) -> int:
+    from .prove import cmd_prove as prove
+
+    return prove(args)
+
+
 # ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .layer import REQUANT_MULT, REQUANT_SHIFT
@@ -787,6 +793,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="change nothing; exit 1 listing every stale section")
     o.add_argument("--root", help="repository root (default: this checkout)")
     o.set_defaults(func=cmd_docs)
+
+    f = sub.add_parser("prove", help="every formal property through SymbiYosys (proofs, "
+                                     "covers; docs/verification.md)")
+    f.add_argument("--list", action="store_true", help="list the properties and stop")
+    f.add_argument("-k", dest="names", action="append", metavar="NAME",
+                   help="only the properties whose name contains NAME (repeatable)")
+    f.add_argument("--mutations", action="store_true",
+                   help="also run each property's mutations (each must FAIL)")
+    f.add_argument("--jobs", "-j", type=int, default=2, help="SymbiYosys runs at a time")
+    f.add_argument("--build-dir", default="build/prove",
+                   help="work folders (counterexample traces) (default build/prove)")
+    f.set_defaults(func=cmd_prove)
     return p
 
 
