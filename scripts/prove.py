@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ __all__ = ["Run", "RunResult", "runs_for", "run_sby", "prove", "select", "sby_en
 
 DEFAULT_BUILD = Path("build/prove")
 # seconds one SymbiYosys run may take before it is stopped (a result of TIMEOUT)
-RUN_TIMEOUT = 600
+RUN_TIMEOUT = int(os.environ.get("DS_PROVE_TIMEOUT", "600"))
 
 
 def sby_env() -> dict[str, str]:
@@ -129,11 +130,15 @@ def run_sby(run: Run, build: Path) -> RunResult:
     except Exception as e:  # a harness that no longer fits the design
         return RunResult(run, "ERROR", time.monotonic() - t0, workdir,
                          [f"harness: {type(e).__name__}: {e}"])
+    # a session of its own, so that a timeout stops the solver processes too
+    proc = subprocess.Popen([_sby_exe(), "-f", "-d", str(workdir), str(sby)], env=sby_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run([_sby_exe(), "-f", "-d", str(workdir), str(sby)],
-                              env=sby_env(), capture_output=True, text=True,
-                              timeout=RUN_TIMEOUT)
+        output, _ = proc.communicate(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return RunResult(run, "TIMEOUT", time.monotonic() - t0, workdir)
     seconds = time.monotonic() - t0
     status = "ERROR"
@@ -142,7 +147,7 @@ def run_sby(run: Run, build: Path) -> RunResult:
         words = status_file.read_text().split()
         if words and words[0] in ("PASS", "FAIL", "UNKNOWN", "ERROR", "TIMEOUT"):
             status = words[0]
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-12:]
+    tail = output.strip().splitlines()[-12:]
     return RunResult(run, status, seconds, workdir, tail)
 
 
