@@ -34,6 +34,7 @@ class Property:
 def _properties() -> list[Property]:
     from . import (
         decoder,
+        engine_control,
         engine_feeder,
         engine_stream,
         pe_join,
@@ -68,6 +69,10 @@ def _properties() -> list[Property]:
         Property("credit.engine.feeder", "rtl/engine/feeder.py, broadcast.py, "
                  "rtl/spe/queue.py", "every pair the feeder offers finds room in the PE's "
                  "pair queue", engine_feeder.FeederCredit, "prove", 3, 24),
+        # the engine's control after an abort
+        Property("abort.engine.control", "rtl/engine/control.py", "an abort while busy "
+                 "leaves the control idle with ABORTED the next cycle, and flush high in "
+                 "exactly that cycle", engine_control.ControlAbort, "bmc", 24, 24),
         # the pair queue against its reference model
         Property("queue.spe.model", "rtl/spe/queue.py", "pairs leave in order, none lost "
                  "or duplicated; ready and head_valid as documented", spe_queue.QueueModel,
