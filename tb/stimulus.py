@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..sim.config import Config
-from ..sim.formats import HEADER_WORDS, MASK32, encode, header_crc, prune_nm
+from ..sim.formats import HEADER_WORDS, MAGIC_V1, MASK32, encode, header_crc, prune_nm
 
 __all__ = ["FORMATS", "random_tensor", "random_image", "fuzz_image", "fix_checksum", "stream_of"]
 
@@ -42,6 +42,24 @@ def fix_checksum(img: list[int]) -> list[int]:
     if len(img) >= HEADER_WORDS:
         img[HEADER_WORDS - 1] = header_crc(img)
     return img
+
+
+def rotate_xor(words) -> int:
+    """Format version 1's body checksum: ``c = rotl32(c, 1) ^ word`` from 0 (its blind
+    spots are why version 2 uses CRC-32)."""
+    c = 0
+    for w in words:
+        c = ((c << 1 | c >> 31) & MASK32) ^ int(w)
+    return c
+
+
+def version1_image(img: list[int]) -> list[int]:
+    """The same image in format version 1: magic DSP1, word 9 the rotate-XOR body
+    checksum, word 10 making words 0..10 sum to 0 mod 2**32."""
+    v1 = [int(w) for w in img]
+    v1[0], v1[9] = MAGIC_V1, rotate_xor(v1[HEADER_WORDS:])
+    v1[10] = -sum(v1[:10]) & MASK32
+    return v1
 
 
 def fuzz_image(rng: np.random.Generator, img: np.ndarray, cfg: Config) -> list[int]:

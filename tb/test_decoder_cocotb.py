@@ -32,8 +32,6 @@ import pytest
 from doublesparse.sim.config import Config
 from doublesparse.sim.formats import (
     HEADER_WORDS,
-    MAGIC_V1,
-    MASK32,
     Chunk,
     Err,
     parse_image,
@@ -43,7 +41,13 @@ from doublesparse.sim.formats import (
 from doublesparse.tb.cocotb_decoder import compare
 from doublesparse.tb.runner import SIMS as ALL_SIMS
 from doublesparse.tb.runner import SimFailure, run_cocotb, run_decoder_rtl
-from doublesparse.tb.stimulus import FORMATS, fuzz_image, random_image, stream_of
+from doublesparse.tb.stimulus import (
+    FORMATS,
+    fuzz_image,
+    random_image,
+    stream_of,
+    version1_image,
+)
 
 SIMS = [s.strip() for s in os.environ.get("DS_SIMS", ",".join(ALL_SIMS)).split(",")
         if s.strip()]
@@ -251,18 +255,6 @@ def _small_sample(cfg: Config, fmt: str, rng: np.random.Generator):
     raise AssertionError(f"no {fmt} sample with 12 or 13 body words")
 
 
-def _version1(img: list[int]) -> list[int]:
-    """The image in format version 1 (magic DSP1, rotate-XOR body checksum, header words
-    summing to 0)."""
-    v1 = list(img)
-    c = 0
-    for w in v1[HEADER_WORDS:]:
-        c = ((c << 1 | c >> 31) & MASK32) ^ w
-    v1[0], v1[9] = MAGIC_V1, c
-    v1[10] = -sum(v1[:10]) & MASK32
-    return v1
-
-
 def _corruption_stream(cfg: Config, seed: int, share: int = 1):
     """Per format: the sample image with every bit of every word flipped (a clean copy
     after each word's 32 flips) and every pair of different words swapped (a clean copy
@@ -306,7 +298,7 @@ def _corruption_stream(cfg: Config, seed: int, share: int = 1):
             if swapped:
                 add(img, f"{fmt}: clean", x)
         if fmt == "bitmap":
-            add(_version1(img), "bitmap: format version 1 (DSP1)", keep=True)
+            add(version1_image(img), "bitmap: format version 1 (DSP1)", keep=True)
             add(img, f"{fmt}: clean", x)
     return images, labels, clean, made
 

@@ -12,7 +12,6 @@ from doublesparse.sim.config import Config, ConfigError
 from doublesparse.sim.formats import (
     HEADER_WORDS,
     MAGIC,
-    MAGIC_V1,
     MASK32,
     Err,
     FormatError,
@@ -27,7 +26,13 @@ from doublesparse.sim.formats import (
     read_header,
     to_chunks,
 )
-from doublesparse.tb.stimulus import FORMATS, random_image, random_tensor
+from doublesparse.tb.stimulus import (
+    FORMATS,
+    random_image,
+    random_tensor,
+    rotate_xor,
+    version1_image,
+)
 
 SEED = 20261125
 DENSITIES = (0.0, 0.05, 0.3, 0.7, 1.0)
@@ -186,21 +191,9 @@ def test_header_words_are_zlib_crcs(fmt: str) -> None:
             f"word {word}: {img[word]:#010x}, zlib.crc32 {zlib.crc32(data):#010x}")
 
 
-def _version1(img: list[int]) -> list[int]:
-    """The same image in format version 1: magic DSP1, word 9 the rotate-XOR body
-    checksum, word 10 making words 0..10 sum to 0 mod 2**32."""
-    v1 = list(img)
-    c = 0
-    for w in v1[HEADER_WORDS:]:
-        c = ((c << 1 | c >> 31) & MASK32) ^ w
-    v1[0], v1[9] = MAGIC_V1, c
-    v1[10] = -sum(v1[:10]) & MASK32
-    return v1
-
-
 def test_version1_image_is_refused() -> None:
     x = np.arange(-20, 20, dtype=np.int8).reshape(20, 2)
-    v1 = _version1([int(w) for w in encode(x, "bitmap")])
+    v1 = version1_image([int(w) for w in encode(x, "bitmap")])
     assert _le_bytes(v1[:1]) == b"DSP1"
     for f in (decode, read_header):
         with pytest.raises(FormatError, match=r"format version 1 image \(magic DSP1\): this "
@@ -341,19 +334,13 @@ def test_rotate_xor_blind_spots_are_caught() -> None:
     body = len(img) - HEADER_WORDS
     assert body > 40, body  # swaps 32 apart exist
 
-    def rotxor(words):
-        c = 0
-        for w in words:
-            c = ((c << 1 | c >> 31) & MASK32) ^ w
-        return c
-
     n = 0
     for i in range(HEADER_WORDS, len(img) - 1):
         for b in range(32):
             bad = list(img)
             bad[i] ^= 1 << b
             bad[i + 1] ^= 1 << (b + 1) % 32
-            assert rotxor(bad[HEADER_WORDS:]) == rotxor(img[HEADER_WORDS:])
+            assert rotate_xor(bad[HEADER_WORDS:]) == rotate_xor(img[HEADER_WORDS:])
             _refused(bad, cfg, f"bit {b} of word {i} and bit {(b + 1) % 32} of word {i + 1} "
                                f"flipped", img)
             n += 1
@@ -361,7 +348,7 @@ def test_rotate_xor_blind_spots_are_caught() -> None:
         if img[i] != img[i + 32]:
             bad = list(img)
             bad[i], bad[i + 32] = bad[i + 32], bad[i]
-            assert rotxor(bad[HEADER_WORDS:]) == rotxor(img[HEADER_WORDS:])
+            assert rotate_xor(bad[HEADER_WORDS:]) == rotate_xor(img[HEADER_WORDS:])
             _refused(bad, cfg, f"words {i} and {i + 32} swapped", img)
             n += 1
     print(f"{n} alterations that keep the rotate-XOR checksum refused")
