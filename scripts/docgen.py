@@ -465,10 +465,11 @@ TARGET_BUILD_CMD = ("doublesparse bench target --config ulx3s-16 "
 def _render_target_rows(rows: list[dict], rel: str, cmd: str,
                         fmax: float | None = None) -> list[str]:
     if fmax is not None and "gops_dense_equivalent_at_fmax" not in rows[0]:
-        # dense-equivalent GOP/s at the synthesis report's Fmax: 2 x in-image dense MACs
-        # x Fmax / cycles
-        rows = [dict(r, gops_dense_equivalent_at_fmax=2 * r["dense_cycles_in_image"]
-                     * r["multipliers"] * fmax * 1e6 / r["cycles"] / 1e9) for r in rows]
+        from .layer import gops_dense_equivalent
+
+        # at the synthesis report's Fmax, from the in-image dense cycles of each row
+        rows = [dict(r, gops_dense_equivalent_at_fmax=gops_dense_equivalent(
+            r["dense_cycles_in_image"] * r["multipliers"], r["cycles"], fmax)) for r in rows]
     r0 = rows[0]
     lines = [f"Reproduce: `{cmd}` ({r0['pes']} PEs, one multiplier each, S = "
              f"{r0.get('scan_width', '?')}, {r0.get('out_lanes', 1)} output lane(s); "

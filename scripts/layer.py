@@ -21,8 +21,8 @@ from ..sim.conv import (
 from ..sim.engine_model import engine_cycles, engine_steps
 
 __all__ = ["LayerRun", "LayerSpec", "run_layer", "run_layers", "effectual_pairs",
-           "in_image_macs", "layer_needs", "check_layer", "check_requant", "REQUANT_MULT",
-           "REQUANT_SHIFT"]
+           "in_image_macs", "gops_dense_equivalent", "layer_needs", "check_layer",
+           "check_requant", "REQUANT_MULT", "REQUANT_SHIFT"]
 
 @dataclass
 class LayerRun:
@@ -51,6 +51,11 @@ def effectual_pairs(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0)
     """Nonzero-weight x nonzero-activation products of a layer (the work of the bound)."""
     return int(conv2d_golden((w != 0).astype(np.int64), (a != 0).astype(np.int64),
                              stride, pad).sum())
+
+
+def gops_dense_equivalent(dense_macs: int, cycles: int, fmax_mhz: float) -> float:
+    """Dense-equivalent GOP/s: 2 x the dense MACs of the work x Fmax / cycles."""
+    return 2 * dense_macs * fmax_mhz * 1e6 / cycles / 1e9
 
 
 def in_image_macs(K: int, C: int, R: int, S: int, H: int, W: int, stride: int = 1,
@@ -131,6 +136,6 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float,
             "match": bool(np.array_equal(y, ref)), "wall_seconds": wall})
         if fmax_mhz is not None:
             stats["fmax_mhz"] = fmax_mhz
-            stats["gops_dense_equivalent_at_fmax"] = (2 * dense_in_image * fmax_mhz * 1e6
-                                                      / cycles / 1e9)
+            stats["gops_dense_equivalent_at_fmax"] = gops_dense_equivalent(
+                dense_in_image, cycles, fmax_mhz)
     return LayerRun(y, ref, stats, r["error"])
