@@ -12,14 +12,15 @@ with ``overflow``.
 
 Timing rules: ``e_ch + 1 >= K`` is a register beside ``e_ch`` (no carry chain in front of
 the pixel counter's enable); a read passes the output memory's near and bank registers
-(RN, RB) and is registered once more after the bank select (RQ) before it is packed; each
-finished chunk is registered before it is written.
+(RN, RB) and is registered once more after the bank select (RQ) before it is packed; the
+chunk is packed by a shift register (no lane decode fanning out to its 9 S bits) and
+registered before it is written.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, wiring
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ...sim.config import Config
@@ -76,9 +77,6 @@ class ReEncoder(wiring.Component):
         e_rd = Signal(32)                  # (ch / L) * Npix + pix: the address in a lane
         e_ol = Signal(max(1, lb))          # ch mod L: the output lane (regmap.out_index)
         q_v, q_valid, q_end = Signal(), Signal(), Signal()     # read issued last cycle
-        q_lane = Signal(range(J))
-        e_mask = Signal(J)
-        e_vals = Signal(data.ArrayLayout(8, J))
         e_addr = Signal(32)
         chunk_end = e_lane == J - 1
         e_pix_last = Signal()              # e_pix + 1 == e_npix
@@ -92,10 +90,9 @@ class ReEncoder(wiring.Component):
         with m.If(go):
             m.d.sync += [enc_on.eq(1), e_pix.eq(0), e_ch.eq(0), e_lane.eq(0), e_rd.eq(0),
                          e_ol.eq(0),
-                         e_npix.eq(d.ho[0:16] * d.wo[0:16]), e_addr.eq(0),
-                         e_mask.eq(0), e_vals.eq(0), q_v.eq(0)]
+                         e_npix.eq(d.ho[0:16] * d.wo[0:16]), q_v.eq(0)]
         with m.Elif(enc_on):
-            m.d.sync += [q_v.eq(1), q_valid.eq(e_ch < d.k), q_lane.eq(e_lane),
+            m.d.sync += [q_v.eq(1), q_valid.eq(e_ch < d.k),
                          q_end.eq(chunk_end), e_lane.eq(Mux(chunk_end, 0, e_lane + 1))]
             with m.If(pixel_end):
                 m.d.sync += [e_ch.eq(0), e_pix.eq(e_pix + 1), e_rd.eq(e_pix + 1), e_ol.eq(0)]
@@ -112,39 +109,34 @@ class ReEncoder(wiring.Component):
         # RN, RB: the read in the memory's near and bank registers; RQ: registered after
         # the bank select (rn_nz: a channel below K)
         rn_v, rn_nz, rn_end = Signal(), Signal(), Signal()
-        rn_lane = Signal(range(J))
         rb_v, rb_nz, rb_end = Signal(), Signal(), Signal()
-        rb_lane = Signal(range(J))
         rq_v, rq_nz, rq_end = Signal(), Signal(), Signal()
-        rq_lane = Signal(range(J))
         val = Signal(8)
         m.d.sync += [rn_v.eq(q_v & ~go), rn_nz.eq(q_valid), rn_end.eq(q_end),
-                     rn_lane.eq(q_lane),
                      rb_v.eq(rn_v & ~go), rb_nz.eq(rn_nz), rb_end.eq(rn_end),
-                     rb_lane.eq(rn_lane),
                      rq_v.eq(rb_v & ~go), rq_nz.eq(rb_nz), rq_end.eq(rb_end),
-                     rq_lane.eq(rb_lane), val.eq(self.out_rd.data[0:8])]
-        # the value into its lane
-        nz = rq_v & rq_nz & (val != 0)
-        new_mask = Signal(J)
-        new_vals = Signal(data.ArrayLayout(8, J))
-        m.d.comb += [new_mask.eq(e_mask | Mux(nz, Const(1, J) << rq_lane, 0)),
-                     new_vals.eq(e_vals)]
-        for ln in range(J):
-            with m.If(nz & (rq_lane == ln)):
-                m.d.comb += new_vals[ln].eq(val)
+                     val.eq(self.out_rd.data[0:8])]
+        # the value into its lane: a shift register, one lane a cycle (the J reads of a
+        # chunk come in J consecutive cycles, lane 0 first), so lane i of the chunk is the
+        # i-th value shifted in; no lane decode and no enable over the chunk's wide
+        # registers (they sit beside the activation memory's block RAMs)
+        nz = rq_nz & (val != 0)
+        sh_mask = Signal(J)
+        sh_vals = Signal(8 * J)
+        next_mask = Cat(sh_mask[1:], nz)
+        next_vals = Cat(sh_vals[8:], Mux(rq_nz, val, 0))
+        m.d.sync += [sh_mask.eq(next_mask), sh_vals.eq(next_vals)]
+        # the chunk is loaded every cycle and written in the cycle after its last lane
         wr_en = Signal()
         wr_addr = Signal(32)
         wr_data = Signal(chunk_word_layout(J))
-        m.d.sync += wr_en.eq(0)
-        with m.If(rq_v):
-            with m.If(rq_end):
-                m.d.sync += [wr_en.eq(e_addr < cfg.act_mem_chunks),
-                             wr_addr.eq(e_addr), wr_data.mask.eq(new_mask),
-                             wr_data.values.eq(new_vals)]
-                m.d.sync += [e_addr.eq(e_addr + 1), e_mask.eq(0), e_vals.eq(0)]
-            with m.Else():
-                m.d.sync += [e_mask.eq(new_mask), e_vals.eq(new_vals)]
+        m.d.sync += [wr_en.eq(rq_v & rq_end & (e_addr < cfg.act_mem_chunks)),
+                     wr_data.mask.eq(next_mask), wr_data.values.eq(next_vals),
+                     wr_addr.eq(e_addr)]
+        with m.If(go):
+            m.d.sync += e_addr.eq(0)
+        with m.Elif(rq_v & rq_end):
+            m.d.sync += e_addr.eq(e_addr + 1)
         m.d.comb += [self.act_wr.addr.eq(wr_addr), self.act_wr.data.eq(wr_data),
                      self.act_wr.en.eq(wr_en),
                      self.overflow.eq(rq_v & rq_end & (e_addr >= cfg.act_mem_chunks)),
