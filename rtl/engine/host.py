@@ -24,6 +24,9 @@ while it runs.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -53,6 +56,28 @@ __all__ = ["HostPort", "READ_LATENCY"]
 # RAM's read register), then two more registers (the output memory's near and bank
 # registers; for a CSR, two delay registers)
 READ_LATENCY = 3
+# registers a first step of the CSR read mux ORs together
+CSR_GROUP = 8
+# levels of the MACS adder tree (each registered): log2(max PEs); the per-PE counters
+# settle long before ``done`` (a product is counted at its issue, its result retires
+# ISSUE_TO_OUT + collector + requantizer cycles later), so MACS is final when done shows
+MACS_TREE_LEVELS = 6
+
+
+def _sum_tree(m: Module, values) -> Signal:
+    """The 32-bit sum of ``values`` by a balanced adder tree with a register after every
+    level (``MACS_TREE_LEVELS`` levels at most): one carry chain between registers."""
+    level = list(values)
+    depth = 0
+    while len(level) > 1 or depth == 0:
+        nxt = []
+        for i in range(0, len(level), 2):
+            r = Signal(32, name=f"macs_l{depth}_{i // 2}")
+            m.d.sync += r.eq(level[i] + level[i + 1] if i + 1 < len(level) else level[i])
+            nxt.append(r)
+        level, depth = nxt, depth + 1
+    assert depth <= MACS_TREE_LEVELS + 1
+    return level[0]
 
 
 def _fields(name: str, values: dict[str, object]):
@@ -195,12 +220,10 @@ class HostPort(wiring.Component):
                          self.wval_wr[p].en.eq(host_wr & hb_rg[f"WVAL{p}"])]
 
         # reads
-        macs_total = Signal(32)
-        m.d.sync += macs_total.eq(sum(self.pe_macs))
         sources = {"STATUS": _fields("STATUS", {"busy": self.busy, "done": self.done,
                                                 "error": self.error}),
-                   "CYCLES": self.cycles, "MACS": macs_total, "IGNORED": ignored,
-                   "PE_BUSY": self.pe_busy, "PE_MACS": self.pe_macs}
+                   "CYCLES": self.cycles, "MACS": _sum_tree(m, self.pe_macs),
+                   "IGNORED": ignored, "PE_BUSY": self.pe_busy, "PE_MACS": self.pe_macs}
         sources.update(desc)
         entries = []
         for r in REGISTERS:
@@ -210,11 +233,17 @@ class HostPort(wiring.Component):
         assert max(a for a, _ in entries) < CSR_SPAN
         span_bits = (CSR_SPAN - 1).bit_length()
         low, high_zero = offset[0:span_bits], offset[span_bits:REGION_SHIFT] == 0
-        csr_or = 0
-        for a, v in entries:
-            csr_or = csr_or | Mux(low == a, v, 0)
-        csr = Signal(32)
-        m.d.comb += csr.eq(Mux(high_zero, csr_or, 0))
+        # the AND-OR read mux in two registered steps: groups of CSR_GROUP registers, then
+        # the groups (no register drives a wide OR across the die in one cycle)
+        groups = [entries[i:i + CSR_GROUP] for i in range(0, len(entries), CSR_GROUP)]
+        csr_g = [Signal(32, name=f"csr_g{i}") for i in range(len(groups))]
+        for sig, grp in zip(csr_g, groups, strict=True):
+            m.d.sync += sig.eq(functools.reduce(operator.or_,
+                                                [Mux(low == a, v, 0) for a, v in grp]))
+        high_zero1 = Signal()
+        m.d.sync += high_zero1.eq(high_zero)
+        csr_q = Signal(32)
+        m.d.sync += csr_q.eq(Mux(high_zero1, functools.reduce(operator.or_, csr_g), 0))
         oa = out_addr_bits(cfg)
         m.d.comb += [self.out_rd.addr.eq(Mux(self.enc_rd.en, self.enc_rd.addr,
                                              host.addr[0:oa])),
@@ -222,7 +251,5 @@ class HostPort(wiring.Component):
         rv1, rd_out1, rd_out = Signal(), Signal(), Signal()   # rd_out: of the output memory
         m.d.sync += [rv1.eq(hb_re), rd_out1.eq(hb_rg["OUT"]),
                      host.rvalid.eq(rv1), rd_out.eq(rd_out1)]
-        csr_q1, csr_q = Signal(32), Signal(32)
-        m.d.sync += [csr_q1.eq(csr), csr_q.eq(csr_q1)]
         m.d.comb += host.rdata.eq(Mux(rd_out, self.out_rd.data, csr_q))
         return m
