@@ -37,10 +37,14 @@ from ..sim.formats import Chunk, Err
 
 __all__ = ["BLOCKS", "SIMS", "verilog_for", "write_verilog", "sim_env", "build", "build_root",
            "run_cocotb", "SimFailure", "run_decoder_rtl", "RTLRun", "engine_run_dict",
-           "run_engine_rtl"]
+           "run_engine_rtl", "run_system_rtl", "SIM_CLOCK_HZ", "SIM_BAUD"]
 
 SIMS = ("verilator", "icarus")
-BLOCKS = ("decoder", "pe", "engine")
+BLOCKS = ("decoder", "pe", "engine", "system")
+# the system top in simulation: its UART at 8 clock cycles a bit (100 MHz, 12.5 Mbaud),
+# so that a layer's bytes cross the pins in seconds of simulation
+SIM_CLOCK_HZ = 100_000_000
+SIM_BAUD = 12_500_000
 
 # Verilator: Amaranth's output has implicit widenings (WIDTH warnings are fatal otherwise).
 VERILATOR_ARGS = ("-Wno-WIDTH", "-Wno-fatal", "-O2")
@@ -63,6 +67,10 @@ def _component(block: str, cfg: Config):
         from ..rtl.engine import Engine
 
         return Engine(cfg)
+    if block == "system":
+        from ..rtl.system.system import UARTSystem
+
+        return UARTSystem(cfg, SIM_CLOCK_HZ, SIM_BAUD)
     raise ValueError(f"unknown block {block!r}: expected one of {', '.join(BLOCKS)}")
 
 
@@ -374,6 +382,15 @@ def engine_run_dict(job, cfg: Config, budget: int | None = None, load: bool = Tr
             "mult": job.mult, "shift": job.shift, "desc": job.descriptor(),
             "fmax_slots": fm, "n_out": L.K * L.Ho * L.Wo, "load": load,
             "budget": budget or (4 * work * cfg.scan_width + 10000)}
+
+
+def run_system_rtl(cfg: Config, steps: list[dict], sim: str = "verilator",
+                   waves: bool = False) -> list[dict]:
+    """Run steps (``tb/cocotb_system.py``) through the system top behind its UART."""
+    from ..rtl.system.uart import divisor_for
+
+    job = {"steps": steps, "divisor": divisor_for(SIM_CLOCK_HZ, SIM_BAUD)}
+    return run_cocotb("system", cfg, sim, "doublesparse.tb.cocotb_system", job, waves)["steps"]
 
 
 def run_engine_rtl(cfg: Config, runs: list[dict], sim: str = "verilator",

@@ -1,0 +1,255 @@
+"""Host driver: the system's command protocol (``rtl/system/protocol.py``) over a byte link.
+
+One API, :class:`Board`, over two links: :class:`SerialLink` (a real serial port, through
+``pyserial``) and the simulated UART of ``tb/cocotb_system.py`` (bytes driven on the system
+top's receive pin under cocotb). The methods are coroutines so that the simulated link can
+wait on the simulator; with a serial port, :func:`run_sync` runs one to completion.
+
+* :meth:`Board.write`, :meth:`Board.read`, :meth:`Board.status`, :meth:`Board.start`: the
+  commands, split into requests that fit the frame buffer;
+* :meth:`Board.load`: a tensor as memory images in a chosen format (bitmap, rle, nm; split
+  along its second axis until each image fits a request), decoded by the hardware;
+* :meth:`Board.run_layer`: a whole layer (``sim.conv.make_job``): weights and activations
+  as images, KMAP / MULT / SHIFT and the descriptor as words, start, wait, read the outputs
+  and the counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..rtl.engine.regmap import DESC, REG, REGION, REGION_SHIFT, out_index
+from ..rtl.system.protocol import (
+    LOAD_WORDS,
+    STATUS_FIELDS,
+    Cmd,
+    Reply,
+    Target,
+    parse_reply,
+    request_frame,
+)
+from ..rtl.system.system import FRAME_WORDS
+from ..sim.config import Config
+from ..sim.conv import Job
+from ..sim.formats import encode
+
+__all__ = ["Board", "RequestRefused", "LinkTimeout", "SerialLink", "run_sync", "FORMATS",
+           "LoadStats"]
+
+FORMATS = ("bitmap", "rle", "nm")
+_DESC_FIELDS = {"C": "C", "H": "H", "W": "W", "K": "K", "R": "R", "S": "S",
+                "STRIDE": "stride", "PAD": "pad", "F": "F", "NCH": "nch", "HO": "Ho",
+                "WO": "Wo"}
+
+
+class LinkTimeout(TimeoutError):
+    """The board did not answer in time."""
+
+
+class RequestRefused(RuntimeError):
+    """The system refused a request (its :class:`Reply` code and detail)."""
+
+    def __init__(self, cmd: int, code: int, detail: int):
+        self.cmd, self.code, self.detail = cmd, code, detail
+        name = Reply(code).name if code in Reply._value2member_map_ else str(code)
+        super().__init__(f"{Cmd(cmd).name if cmd in Cmd._value2member_map_ else cmd} "
+                         f"refused: {name} (detail {detail})")
+
+
+class SerialLink:
+    """A serial port (``pyserial``), 8N1."""
+
+    def __init__(self, port: str, baud: int, timeout_s: float = 5.0):
+        try:
+            import serial
+        except ImportError:
+            raise RuntimeError("the serial link needs pyserial (pip install pyserial)") \
+                from None
+        self.ser = serial.Serial(port, baud, timeout=timeout_s)
+
+    async def send(self, data: bytes) -> None:
+        self.ser.write(data)
+
+    async def recv(self, n: int) -> bytes:
+        data = self.ser.read(n)
+        if len(data) < n:
+            raise LinkTimeout(f"{self.ser.port}: {len(data)} of {n} reply bytes arrived")
+        return data
+
+
+def run_sync(coro):
+    """Run a :class:`Board` coroutine on a link that never waits on a simulator."""
+    return asyncio.run(coro)
+
+
+@dataclass
+class LoadStats:
+    """Bytes exchanged while loading images, and the link time they took (simulated
+    links count clock cycles; the ratio to the line rate is the load throughput)."""
+    request_bytes: int = 0
+    reply_bytes: int = 0
+    images: dict = field(default_factory=dict)
+
+
+class Board:
+    """The system behind a link.
+
+    Parameters
+    ----------
+    link
+        ``await link.send(bytes)``; ``await link.recv(n)`` returns exactly n bytes.
+    cfg : Config
+        The system's config (memory sizes, PEs, formats' parameters).
+    buffer_words : int
+        The system's frame buffer (payload words a request may carry).
+    """
+
+    def __init__(self, link, cfg: Config, buffer_words: int = FRAME_WORDS):
+        self.link, self.cfg, self.buffer_words = link, cfg, buffer_words
+        self.stats = LoadStats()
+
+    async def request(self, cmd: int, arg: int = 0, payload=(), count: int | None = None,
+                      refuse_ok: bool = False) -> tuple[int, int, list[int]]:
+        """One request and its reply: ``(code, detail, words)``; a refused request raises
+        :class:`RequestRefused` unless ``refuse_ok``."""
+        frame = request_frame(cmd, arg, list(payload), count)
+        await self.link.send(frame)
+        head = await self.link.recv(9)
+        n = int.from_bytes(head[1:5], "little") >> 16
+        rest = await self.link.recv(4 * (n + 1))
+        rcmd, code, detail, words, _ = parse_reply(head + rest)
+        if cmd == Cmd.LOAD:
+            self.stats.request_bytes += len(frame)
+            self.stats.reply_bytes += len(head) + len(rest)
+        if code != Reply.OK and not refuse_ok:
+            raise RequestRefused(rcmd, code, detail)
+        return code, detail, words
+
+    async def write(self, addr: int, words) -> None:
+        words = [int(w) & 0xFFFF_FFFF for w in words]
+        for i in range(0, len(words), self.buffer_words):
+            await self.request(Cmd.WRITE, addr + i, words[i:i + self.buffer_words])
+
+    async def read(self, addr: int, n: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < n:
+            k = min(n - len(out), 0xFFFF)
+            out += (await self.request(Cmd.READ, addr + len(out), count=k))[2]
+        return out
+
+    async def status(self) -> dict[str, int]:
+        words = (await self.request(Cmd.STATUS))[2]
+        return {name: w for (name, _), w in zip(STATUS_FIELDS, words, strict=True)}
+
+    async def start(self, ctrl: int = 1) -> None:
+        await self.request(Cmd.START, ctrl)
+
+    async def load_image(self, target: Target, image, pe: int = 0, entry0: int = 0,
+                         value0: int = 0) -> tuple[int, int]:
+        """One image into the memories; returns (entries, values) written."""
+        words = [int(w) for w in np.asarray(image, dtype=np.uint32)]
+        desc = [int(target) | pe << 8, entry0, value0]
+        _, detail, _ = await self.request(Cmd.LOAD, 0, desc + words)
+        return detail & 0xFFFF, detail >> 16
+
+    async def load(self, target: Target, x: np.ndarray, fmt: str, pe: int = 0,
+                   entry0: int = 0, value0: int = 0) -> tuple[int, int]:
+        """Tensor ``x`` (C, A, B) as ``fmt`` images, split along A until each fits a
+        request; returns (entries, values) written in all."""
+        if fmt not in FORMATS:
+            raise ValueError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        entries = values = 0
+        rows = x.shape[1]
+        start = 0
+        while start < rows:
+            n = rows - start
+            while True:
+                image = encode(x[:, start:start + n], fmt, self.cfg)
+                if len(image) + LOAD_WORDS <= self.buffer_words:
+                    break
+                if n == 1:
+                    raise ValueError(f"one row of a {x.shape} tensor is a {len(image)}-word "
+                                     f"{fmt} image; a request holds {self.buffer_words}")
+                n = (n + 1) // 2
+            e, v = await self.load_image(target, image, pe, entry0 + entries, value0 + values)
+            entries, values = entries + e, values + v
+            self.stats.images[fmt] = self.stats.images.get(fmt, 0) + 1
+            start += n
+        return entries, values
+
+    async def load_job(self, job: Job, w: np.ndarray, a: np.ndarray, weight_format: str,
+                       act_format: str) -> None:
+        """The job's memories: the activations and every PE's weights as images; KMAP,
+        MULT, SHIFT and the descriptor as words."""
+        from ..rtl.engine.layouts import fmax_slots
+
+        cfg, L = self.cfg, job.layer
+        await self.load(Target.ACT, a.reshape(L.C, L.H, L.W), act_format)
+        for p, slots in enumerate(job.slots):
+            wp = np.zeros((job.F,) + w.shape[1:], dtype=np.int64)
+            for j, k in enumerate(slots):
+                wp[j] = w[k]
+            # (C, F * R, S): the PE's filters channels first, positions (slot, r, s)
+            t = wp.transpose(1, 0, 2, 3).reshape(L.C, job.F * L.R, L.S)
+            _, nvals = await self.load(Target.WGT, t, weight_format, pe=p)
+            if nvals != len(job.wval[p]):
+                raise RuntimeError(f"PE {p}: {nvals} weight values loaded, the job has "
+                                   f"{len(job.wval[p])}")
+        fm = fmax_slots(cfg)
+        kmap = [0] * (cfg.pes * fm)
+        for p, ks in enumerate(job.kmap):
+            for j, k in enumerate(ks):
+                kmap[p * fm + j] = k & 0xFFFF_FFFF
+        await self.write(REGION["KMAP"] << REGION_SHIFT, kmap)
+        await self.write(REGION["MULT"] << REGION_SHIFT, job.mult)
+        await self.write(REGION["SHIFT"] << REGION_SHIFT, job.shift)
+        d = job.descriptor()
+        for name in DESC:
+            value = d["raw"] | d["relu"] << 1 if name == "MODE" else d[_DESC_FIELDS[name]]
+            await self.write(REG[name], [value])
+
+    async def run_layer(self, job: Job, w: np.ndarray, a: np.ndarray,
+                        weight_format: str = "bitmap", act_format: str = "bitmap",
+                        polls: int = 10_000) -> dict:
+        """Load, start, wait for done (STATUS polled at most ``polls`` times), read the
+        counters and the outputs; returns the record ``scripts/layer.py`` makes its stats
+        from (``status``, ``error``, ``cycles``, ``macs``, ``pe_busy``, ``pe_macs``,
+        ``out`` in (k, y, x) order)."""
+        await self.load_job(job, w, a, weight_format, act_format)
+        return await self.run_layer_loaded(job, polls)
+
+    async def run_layer_loaded(self, job: Job, polls: int = 10_000) -> dict:
+        """:meth:`run_layer` after :meth:`load_job`."""
+        await self.start(1)
+        for _ in range(polls):
+            st = await self.status()
+            if not st["engine_status"] & 1:         # busy bit clear
+                break
+        else:
+            raise LinkTimeout(f"the engine was still busy after {polls} STATUS polls")
+        L = job.layer
+        status = st["engine_status"]
+        r = {"status": status, "busy": status & 1, "done": status >> 1 & 1,
+             "error": status >> 4 & 0xF, "hung": False}
+        r["ignored"], r["cycles"], r["macs"] = await self._counters()
+        P = self.cfg.pes
+        r["pe_busy"] = await self.read(REG["PE_BUSY"], P)
+        r["pe_macs"] = await self.read(REG["PE_MACS"], P)
+        npix = L.Ho * L.Wo
+        n = L.K * npix if r["error"] == 0 else 0
+        raw = await self.read(REGION["OUT"] << REGION_SHIFT, n) if n else []
+        lanes = self.cfg.out_lanes
+        out = []
+        for i in range(n):   # (k, y, x) order, read where regmap.out_index puts them
+            v = raw[out_index(i // npix, i % npix, npix, lanes)]
+            out.append(v - (1 << 32) if v >> 31 else v)
+        r["out"] = out
+        return r
+
+    async def _counters(self) -> tuple[int, int, int]:
+        """IGNORED, CYCLES, MACS."""
+        cycles, macs, ignored = await self.read(REG["CYCLES"], 3)
+        return ignored, cycles, macs
