@@ -469,6 +469,31 @@ def cmd_dot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_layer_uart(args, cfg, w, a, requant, relu):
+    """run-layer --via uart: the checks of that path, then the run."""
+    from ..sim.formats import is_nm
+    from .layer import run_layer_uart
+
+    if args.encoding != "double" or args.no_balance:
+        raise CliError("--via uart sends compressed images: --encoding double and balanced "
+                       "scheduling only")
+    for name, fmt, x in (("--weight-format", args.weight_format, w.transpose(1, 0, 2, 3)),
+                         ("--act-format", args.act_format, a)):
+        if fmt == "nm" and not is_nm(x, cfg.nm_n, cfg.nm_m):
+            raise CliError(f"{name} nm: the tensor is not {cfg.nm_n}:{cfg.nm_m} sparse along "
+                           f"its channels (prune it, e.g. sim.formats.prune_nm)")
+    print(f"run-layer --via uart: weights as {args.weight_format}, activations as "
+          f"{args.act_format} images, over the system top's UART under {args.sim} ...",
+          flush=True)
+    run = run_layer_uart(w, a, cfg, args.stride, args.pad, requant, relu, sim=args.sim,
+                         weight_format=args.weight_format, act_format=args.act_format,
+                         waves=args.waves, fmax_mhz=args.fmax)
+    st = run.stats
+    print(f"loaded {st['load_request_bytes']:,} request bytes in {st['load_images']} images; "
+          f"UART load throughput {100 * st['uart_load_throughput']:.1f} % of the line rate")
+    return run
+
+
 def cmd_run_layer(args: argparse.Namespace) -> int:
     from ..sim.conv import LayerError
     from .layer import check_layer, run_layer
@@ -497,11 +522,14 @@ def cmd_run_layer(args: argparse.Namespace) -> int:
           f"{cfg.pes} PEs (one multiplier each, S = {cfg.scan_width}) under {args.sim} ...",
           flush=True)
     try:
-        run = run_layer(w, a, cfg, args.stride, args.pad, requant, relu, sim=args.sim,
-                        balance=not args.no_balance, waves=args.waves,
-                        dense_weights=dense_weights,
-                        dense_acts=args.encoding in ("weight-only", "dense"),
-                        fmax_mhz=args.fmax)
+        if args.via == "uart":
+            run = _run_layer_uart(args, cfg, w, a, requant, relu)
+        else:
+            run = run_layer(w, a, cfg, args.stride, args.pad, requant, relu, sim=args.sim,
+                            balance=not args.no_balance, waves=args.waves,
+                            dense_weights=dense_weights,
+                            dense_acts=args.encoding in ("weight-only", "dense"),
+                            fmax_mhz=args.fmax)
     except LayerError as e:
         raise CliError(str(e)) from None
     st = run.stats
@@ -735,6 +763,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "activations with every mask bit set (a weight-only sparse engine); "
                         "both full (a dense engine with the same multipliers)")
     r.add_argument("--sim", choices=SIMS, default="verilator")
+    r.add_argument("--via", choices=["bus", "uart"], default="bus",
+                   help="bus: the engine alone, loaded over its host bus (default); uart: the "
+                        "system top, every byte over its UART pins (images decoded in "
+                        "hardware, docs/board.md)")
+    r.add_argument("--weight-format", choices=["bitmap", "rle", "nm"], default="bitmap",
+                   help="--via uart: the image format the weights are sent in")
+    r.add_argument("--act-format", choices=["bitmap", "rle", "nm"], default="bitmap",
+                   help="--via uart: the image format the activations are sent in")
     r.add_argument("--waves", action="store_true")
     r.add_argument("--out", required=True, help="output .npy (K, Ho, Wo)")
     r.add_argument("--stats", help="statistics JSON")

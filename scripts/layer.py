@@ -11,6 +11,7 @@ from ..sim.config import Config
 from ..sim.conv import (
     REQUANT_MULT,
     REQUANT_SHIFT,
+    LayerError,
     check_layer,
     check_requant,
     conv2d_golden,
@@ -139,3 +140,45 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float,
             stats["gops_dense_equivalent_at_fmax"] = gops_dense_equivalent(
                 dense_in_image, cycles, fmax_mhz)
     return LayerRun(y, ref, stats, r["error"])
+
+
+def run_layer_uart(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
+                   requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
+                   sim: str = "verilator", weight_format: str = "bitmap",
+                   act_format: str = "bitmap", waves: bool = False,
+                   fmax_mhz: float | None = None) -> LayerRun:
+    """One layer through the system top behind its UART (``rtl/system/``): the host driver
+    sends the weights and activations as ``weight_format`` / ``act_format`` images, which
+    the hardware decodes into the engine's memories, then runs the layer and reads the
+    results back over the UART; checked against the golden model like :func:`run_layer`.
+    The stats add ``via``, the formats, the load's bytes and its UART throughput
+    (request bytes over the line rate: bytes / (baud / 10) during the load)."""
+    from ..tb.runner import run_system_rtl
+    from .host import FORMATS
+
+    for name, f in (("weight_format", weight_format), ("act_format", act_format)):
+        if f not in FORMATS:
+            raise LayerError(f"{name} {f!r}: expected one of {', '.join(FORMATS)}")
+    check_layer(w, a, cfg, stride, pad, requant)
+    spec = LayerSpec(w, a, stride, pad, requant, relu)
+    job = make_job(w, a, cfg, stride, pad, requant, relu)
+    rq = None if requant is None else [np.asarray(requant[0]).tolist(),
+                                       np.asarray(requant[1]).tolist()]
+    step = {"layer": {"w": np.asarray(w).tolist(), "a": np.asarray(a).tolist(),
+                      "stride": stride, "pad": pad, "requant": rq, "relu": relu,
+                      "weight_format": weight_format, "act_format": act_format}}
+    t0 = time.time()
+    r = run_system_rtl(cfg, [step], sim=sim, waves=waves)[0]
+    run = _layer_run(spec, job, r, cfg, sim, time.time() - t0, fmax_mhz)
+    from ..tb.runner import SIM_BAUD, SIM_CLOCK_HZ
+
+    load_cycles = r["load_ns"] * SIM_CLOCK_HZ / 1e9
+    bit_cycles = SIM_CLOCK_HZ / SIM_BAUD
+    run.stats.update({
+        "via": "uart", "weight_format": weight_format, "act_format": act_format,
+        "uart_baud_sim": SIM_BAUD, "uart_clock_hz_sim": SIM_CLOCK_HZ,
+        "load_request_bytes": r["load_request_bytes"],
+        "load_reply_bytes": r["load_reply_bytes"], "load_cycles": int(load_cycles),
+        "load_images": r["images"],
+        "uart_load_throughput": r["load_request_bytes"] * 10 * bit_cycles / load_cycles})
+    return run
