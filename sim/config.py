@@ -29,11 +29,17 @@ PRESETS: dict[str, dict[str, int]] = {
     "ulx3s-16": {"pes": 16, "scan_width": 64, "out_lanes": 4, "act_mem_chunks": 512,
                  "wgt_mem_chunks": 512, "wval_mem_words": 4096, "out_mem_words": 16384,
                  "max_filters": 256},
+    # the iCEBreaker's iCE40UP5K (5280 LUT4, 30 block RAMs of 4 kbit, 8 DSP): one PE, S = 16,
+    # memories of a few block RAMs each (docs/board.md, Boards)
+    "icebreaker": {"pes": 1, "scan_width": 16, "join_width": 16, "out_lanes": 1,
+                   "act_mem_chunks": 256, "wgt_mem_chunks": 256, "wval_mem_words": 512,
+                   "out_mem_words": 256, "max_filters": 16, "max_channels": 256,
+                   "max_positions": 4096, "max_reduction": 2304},
 }
 
 #: The config a board is built with when ``synth`` is given no ``--config`` (the built-in
 #: default is sized for simulation and needs more block RAM than the ECP5-85F has).
-BOARD_CONFIG: dict[str, str] = {"ulx3s-85f": "ulx3s-16"}
+BOARD_CONFIG: dict[str, str] = {"ulx3s-85f": "ulx3s-16", "icebreaker": "icebreaker"}
 
 
 class ConfigError(ValueError):
