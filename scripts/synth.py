@@ -178,10 +178,12 @@ def _yosys_cells(report: str, cell: str) -> int | None:
 
 
 def _over_capacity(text: str) -> str:
-    """nextpnr's utilisation lines whose use exceeds the device, as one phrase."""
-    over = [f"{k} {u}/{t}" for k, u, t in re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text)
+    """nextpnr's utilisation lines whose use exceeds the device, as one phrase ("" if
+    none does)."""
+    over = [f"{u} {k} of the device's {t}"
+            for k, u, t in re.findall(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text)
             if int(u) > int(t)]
-    return f"; the design needs {', '.join(dict.fromkeys(over))} of the device" if over else ""
+    return ", ".join(dict.fromkeys(over))
 
 
 def _pe_multipliers(netlist: Path) -> int | None:
@@ -519,8 +521,10 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
         first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         tim = build_dir / f"{name}.tim"
         over = _over_capacity(tim.read_text()) if tim.exists() else ""
-        raise SynthError(f"{board} build failed: {first[:200]}{over} "
-                         f"(log: {tim if over else logs[-1]})") from None
+        if over:
+            raise SynthError(f"{board} build failed: the design does not fit: it needs "
+                             f"{over} (log: {tim})") from None
+        raise SynthError(f"{board} build failed: {first[:200]} (log: {logs[-1]})") from None
     finally:  # the folder the build made is synth's, failed build or not
         mark_build_dir(build_dir)
     bit = next((p for p in build_dir.glob(f"{name}.bi[tn]")), None)

@@ -358,3 +358,24 @@ def test_cli_program_no_board(tmp_path, monkeypatch, capsys) -> None:
     assert main(["synth", "--board", "icebreaker", "--build-dir", bd, "--baud", "9600",
                  "--mhz", "30"]) == 0
     assert got == [("icebreaker", 24.0, {}, 1), ("icebreaker", 30.0, {"baud": 9600}, 1)]
+
+
+def test_synth_does_not_fit(tmp_path, monkeypatch) -> None:
+    """A design nextpnr cannot place: the error names the resource over the device."""
+    from doublesparse.scripts import synth as synth_mod
+
+    class FailingPlan:
+        def execute_local(self, root):
+            Path(root).mkdir(parents=True, exist_ok=True)
+            (Path(root) / "top.tim").write_text(
+                "Info: \t         ICESTORM_LC:   29904/   5280   566%\n"
+                "Info: \t        ICESTORM_RAM:      21/     30    70%\n"
+                "ERROR: Unable to place cell 'x', no BELs remaining\n")
+            raise RuntimeError("Command '['sh', 'build_top.sh']' returned non-zero exit "
+                               "status 125.")
+
+    monkeypatch.setattr(synth_mod, "board_plan", lambda *a, **k: FailingPlan())
+    with pytest.raises(synth_mod.SynthError,
+                       match=r"icebreaker build failed: the design does not fit: it needs "
+                             r"29904 ICESTORM_LC of the device's 5280 \(log: .*top\.tim\)$"):
+        synth_mod.synth("icebreaker", Config(), tmp_path / "b", 24.0)
