@@ -379,3 +379,18 @@ def test_synth_does_not_fit(tmp_path, monkeypatch) -> None:
                        match=r"icebreaker build failed: the design does not fit: it needs "
                              r"29904 ICESTORM_LC of the device's 5280 \(log: .*top\.tim\)$"):
         synth_mod.synth("icebreaker", Config(), tmp_path / "b", 24.0)
+
+
+def test_board_plan_bridge_top() -> None:
+    """``top="bridge"``: the engine's test top, the oscillator pin constrained to the
+    requested clock, no PLL."""
+    from doublesparse.scripts.synth import SynthError, board_plan
+
+    cfg = Config.parse(BOARD_CONFIG["icebreaker"])
+    f = board_plan("ulx3s-85f", cfg, 40.0, top="bridge").files
+    assert 'FREQUENCY PORT "clk25_0__io" 40000000.0 HZ;' in f["top.lpf"]
+    assert "EHXPLLL" not in f["top.il"]
+    with pytest.raises(SynthError, match="unknown top 'soc'"):
+        board_plan("ulx3s-85f", cfg, top="soc")
+    with pytest.raises(SynthError, match="cannot make 48 MHz"):
+        board_plan("ulx3s-85f", cfg, 48.0)
