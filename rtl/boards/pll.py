@@ -203,6 +203,7 @@ class LockHold(wiring.Component):
 
     def __init__(self, hold_cycles: int):
         if hold_cycles < 1:
+            self._MustUse__silence = True   # refused: no "created but never used" warning
             raise ValueError(f"hold_cycles {hold_cycles} must be at least 1")
         self.hold_cycles = hold_cycles
         super().__init__({"locked": In(1), "ready": Out(1)})

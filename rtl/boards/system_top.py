@@ -65,13 +65,17 @@ class SystemTop(Elaboratable):
     def __init__(self, cfg: Config, clock_mhz: float, baud: int = DEFAULT_BAUD,
                  board: str = "ulx3s-85f", buffer_words: int | None = None):
         self.cfg, self.baud, self.board = cfg, baud, board
-        self.pll = board_pll(board, clock_mhz)
-        self.clock_hz = self.pll.out_hz
         try:
-            self.divisor = divisor_for(self.clock_hz, baud)
-        except ValueError as e:
-            raise ValueError(f"baud {baud} on {board} with the engine clock at "
-                             f"{float(self.pll.out_mhz):.4f} MHz: {e}") from None
+            self.pll = board_pll(board, clock_mhz)
+            self.clock_hz = self.pll.out_hz
+            try:
+                self.divisor = divisor_for(self.clock_hz, baud)
+            except ValueError as e:
+                raise ValueError(f"baud {baud} on {board} with the engine clock at "
+                                 f"{float(self.pll.out_mhz):.4f} MHz: {e}") from None
+        except ValueError:
+            self._MustUse__silence = True   # refused: no "created but never used" warning
+            raise
         self.buffer_words = buffer_words or BOARD_BUFFER_WORDS.get(board, FRAME_WORDS)
 
     def elaborate(self, platform):
