@@ -19,12 +19,13 @@ the PE's ``i.ready`` is never needed and the feeder never stalls.
 
 Timing rules: the block RAM's output meets only the w2 register; the empty test is an OR
 of the AND (no carry chain) and the count is summed from registered group counts;
-``room`` is loaded from a compare of the small counter.
+``room`` and ``held`` are loaded from values computed from the ``held`` register for
+each possible change, selected by this cycle's events.
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -105,9 +106,15 @@ class Feeder(wiring.Component):
                      out.last.eq(t.last3),
                      self.dropped.eq(t.valid3 & ~any3 & ~t.last3)]
         # credit
+        # held + s and its comparison are computed from the register for each change
+        # s = push - dropped - pop, and the events only select among them (the PE's pop
+        # comes late in the cycle: it meets one multiplexer, no carry chain)
         held = Signal(range(PAIR_QUEUE + 1))
-        held_next = Signal(range(PAIR_QUEUE + 2))
-        m.d.comb += held_next.eq(held + t.valid - self.dropped - self.pe_pop)
-        m.d.sync += [held.eq(held_next),
-                     self.room.eq(held_next + CREDIT_MARGIN < PAIR_QUEUE)]
+        events = Cat(self.pe_pop, self.dropped, t.valid)
+        with m.Switch(events):
+            for code in range(8):
+                s = (code >> 2 & 1) - (code >> 1 & 1) - (code & 1)
+                with m.Case(code):
+                    m.d.sync += [held.eq(held + s),
+                                 self.room.eq(held + s + CREDIT_MARGIN < PAIR_QUEUE)]
         return m

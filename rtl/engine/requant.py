@@ -16,9 +16,11 @@ in, one write a cycle out, :data:`REQUANT_STAGES` cycles later.
 
 Timing rules: every memory's output is registered before it is used (the KMAP index
 before it addresses the next memories, the multiplier and shift before the DSP
-products); the product is split in two 16-bit-operand halves; the rounding add, the full
-sum, the shift in two steps (multiples of 8, then 0..7) and the clamp each have a cycle;
-ReLU and the clamp decide from y's bits (OR / AND trees), not from comparators.
+products), and the products' operands are registered again in registers of their own,
+which the placer puts beside the DSP blocks; the product is split in two 16-bit-operand
+halves; the rounding add, the full sum, the shift in two steps (multiples of 8, then
+0..7) and the clamp each have a cycle; ReLU and the clamp decide from y's bits (OR / AND
+trees), not from comparators.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from .regmap import desc_layout
 __all__ = ["Requantizer", "REQUANT_STAGES"]
 
 # registers from a collected result to its write: Y (KMAP read), Y2, Z (multiplier and
-# shift read), Z2, B, C, E, F, G, H
-REQUANT_STAGES = 10
+# shift read), Z2, Z3 (product operands), B, C, E, F, G, H
+REQUANT_STAGES = 11
 
 
 class Requantizer(wiring.Component):
@@ -102,6 +104,17 @@ class Requantizer(wiring.Component):
         z_mult, z_shift = Signal(signed(16)), Signal(6)
         m.d.sync += [z2_valid.eq(z_valid), z2_acc.eq(z_acc), z2_pix.eq(z_pix), z2_k.eq(z_k),
                      z_mult.eq(self.mult_rd.data), z_shift.eq(self.shift_rd.data)]
+        # Z3: the product operands in registers of their own (one load each: they sit
+        # beside the DSP blocks, away from the memories' output registers)
+        z3_valid, z3_acc, z3_pix, z3_k = (Signal(), Signal(signed(acc_w)), Signal(oa_bits),
+                                          Signal(kb))
+        z3_shift = Signal(6)
+        a_lo, a_hi = Signal(16), Signal(signed(acc_w - 16))
+        m_lo, m_hi = Signal(signed(16)), Signal(signed(16))
+        m.d.sync += [z3_valid.eq(z2_valid), z3_acc.eq(z2_acc), z3_pix.eq(z2_pix),
+                     z3_k.eq(z2_k), z3_shift.eq(z_shift),
+                     a_lo.eq(z2_acc[0:16]), a_hi.eq(z2_acc[16:].as_signed()),
+                     m_lo.eq(z_mult), m_hi.eq(z_mult)]
         # B: partial products (acc = hi * 2^16 + lo), the rounding term, the address
         # product; C: low part + rounding, the address; E: the full sum
         b_valid, b_keep = Signal(), Signal()
@@ -109,11 +122,11 @@ class Requantizer(wiring.Component):
         b_rnd, b_shift = Signal(48), Signal(6)
         b_acc = Signal(signed(acc_w))
         b_kp, b_pix = Signal(oa_bits), Signal(oa_bits)
-        m.d.sync += [b_valid.eq(z2_valid), b_keep.eq(z2_k < d.k), b_acc.eq(z2_acc),
-                     b_lo.eq(z2_acc[0:16] * z_mult),
-                     b_hi.eq(z2_acc[16:].as_signed() * z_mult),
-                     b_rnd.eq((Const(1, 48) << z_shift) >> 1),    # 2**(shift-1), 0 if 0
-                     b_shift.eq(z_shift), b_kp.eq((z2_k >> lb) * npix[0:oa_bits]), b_pix.eq(z2_pix)]
+        m.d.sync += [b_valid.eq(z3_valid), b_keep.eq(z3_k < d.k), b_acc.eq(z3_acc),
+                     b_lo.eq(a_lo * m_lo), b_hi.eq(a_hi * m_hi),
+                     b_rnd.eq((Const(1, 48) << z3_shift) >> 1),    # 2**(shift-1), 0 if 0
+                     b_shift.eq(z3_shift), b_kp.eq((z3_k >> lb) * npix[0:oa_bits]),
+                     b_pix.eq(z3_pix)]
         c_valid, c_keep = Signal(), Signal()
         c_lo, c_hi = Signal(signed(49)), Signal(signed(acc_w))
         c_shift, c_acc, c_addr = Signal(6), Signal(signed(acc_w)), Signal(oa_bits)
