@@ -17,6 +17,7 @@ wait on the simulator; with a serial port, :func:`run_sync` runs one to completi
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,6 +71,9 @@ class SerialLink:
                 from None
         self.ser = serial.Serial(port, baud, timeout=timeout_s)
 
+    def now(self) -> float:
+        return time.monotonic()
+
     async def send(self, data: bytes) -> None:
         self.ser.write(data)
 
@@ -91,6 +95,9 @@ class LoadStats:
     links count clock cycles; the ratio to the line rate is the load throughput)."""
     request_bytes: int = 0
     reply_bytes: int = 0
+    #: time spent in LOAD requests, from the first byte sent to the reply's last byte
+    #: received, in the link's unit (``link.now()``: clock cycles on a simulated link)
+    load_time: float = 0.0
     images: dict = field(default_factory=dict)
 
 
@@ -116,12 +123,14 @@ class Board:
         """One request and its reply: ``(code, detail, words)``; a refused request raises
         :class:`RequestRefused` unless ``refuse_ok``."""
         frame = request_frame(cmd, arg, list(payload), count)
+        t0 = self.link.now()
         await self.link.send(frame)
         head = await self.link.recv(9)
         n = int.from_bytes(head[1:5], "little") >> 16
         rest = await self.link.recv(4 * (n + 1))
         rcmd, code, detail, words, _ = parse_reply(head + rest)
         if cmd == Cmd.LOAD:
+            self.stats.load_time += self.link.now() - t0
             self.stats.request_bytes += len(frame)
             self.stats.reply_bytes += len(head) + len(rest)
         if code != Reply.OK and not refuse_ok:
@@ -207,9 +216,14 @@ class Board:
         await self.write(REGION["MULT"] << REGION_SHIFT, job.mult)
         await self.write(REGION["SHIFT"] << REGION_SHIFT, job.shift)
         d = job.descriptor()
-        for name in DESC:
-            value = d["raw"] | d["relu"] << 1 if name == "MODE" else d[_DESC_FIELDS[name]]
-            await self.write(REG[name], [value])
+        values = {REG[name]: d["raw"] | d["relu"] << 1 if name == "MODE"
+                  else d[_DESC_FIELDS[name]] for name in DESC}
+        first = min(values)
+        if sorted(values) == list(range(first, first + len(values))):  # one request
+            await self.write(first, [values[a] for a in sorted(values)])
+        else:
+            for addr, value in values.items():
+                await self.write(addr, [value])
 
     async def run_layer(self, job: Job, w: np.ndarray, a: np.ndarray,
                         weight_format: str = "bitmap", act_format: str = "bitmap",

@@ -151,8 +151,10 @@ def run_layer_uart(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, p
     sends the weights and activations as ``weight_format`` / ``act_format`` images, which
     the hardware decodes into the engine's memories, then runs the layer and reads the
     results back over the UART; checked against the golden model like :func:`run_layer`.
-    The stats add ``via``, the formats, the load's bytes and its UART throughput
-    (request bytes over the line rate: bytes / (baud / 10) during the load)."""
+    The stats add ``via``, the formats, the load's bytes and its UART throughput: the
+    LOAD requests' bytes over the line rate (bytes / (baud / 10)) during those requests,
+    each from its first byte sent to its reply's last byte received
+    (``layer_load_cycles``: the whole load, KMAP, MULT, SHIFT and descriptor included)."""
     from ..tb.runner import run_system_rtl
     from .host import FORMATS
 
@@ -172,13 +174,14 @@ def run_layer_uart(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, p
     run = _layer_run(spec, job, r, cfg, sim, time.time() - t0, fmax_mhz)
     from ..tb.runner import SIM_BAUD, SIM_CLOCK_HZ
 
-    load_cycles = r["load_ns"] * SIM_CLOCK_HZ / 1e9
+    load_cycles = r["load_request_cycles"]       # inside the LOAD requests
     bit_cycles = SIM_CLOCK_HZ / SIM_BAUD
     run.stats.update({
         "via": "uart", "weight_format": weight_format, "act_format": act_format,
         "uart_baud_sim": SIM_BAUD, "uart_clock_hz_sim": SIM_CLOCK_HZ,
         "load_request_bytes": r["load_request_bytes"],
         "load_reply_bytes": r["load_reply_bytes"], "load_cycles": int(load_cycles),
+        "layer_load_cycles": int(r["load_ns"] * SIM_CLOCK_HZ / 1e9),
         "load_images": r["images"],
         "uart_load_throughput": r["load_request_bytes"] * 10 * bit_cycles / load_cycles})
     return run

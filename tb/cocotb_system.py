@@ -41,6 +41,10 @@ class SimLink:
         self.cycles_sent = 0
         cocotb.start_soon(self._receive())
 
+    def now(self) -> float:
+        """Clock cycles since the start (the link's time unit)."""
+        return cocotb.utils.get_sim_time("ns") / 10
+
     async def send(self, data: bytes) -> None:
         d = self.dut
         for byte in data:
@@ -92,6 +96,7 @@ async def system_job(dut):
             jb = make_job(w, a, cfg, s["stride"], s["pad"], rq, s["relu"])
             t0 = cocotb.utils.get_sim_time("ns")
             board.stats.request_bytes = board.stats.reply_bytes = 0
+            board.stats.load_time = 0.0
             sent0 = link.cycles_sent
             await board.load_job(jb, w, a, s["weight_format"], s["act_format"])
             load_ns = cocotb.utils.get_sim_time("ns") - t0
@@ -99,6 +104,7 @@ async def system_job(dut):
             rec.update(load_request_bytes=board.stats.request_bytes,
                        load_reply_bytes=board.stats.reply_bytes,
                        load_link_cycles=link.cycles_sent - sent0, load_ns=load_ns,
+                       load_request_cycles=board.stats.load_time,
                        images=dict(board.stats.images))
             out["steps"].append(rec)
         elif "frames" in step:
