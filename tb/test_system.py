@@ -39,6 +39,11 @@ class StreamLink:
 
     def __init__(self, dut, ctx):
         self.dut, self.ctx, self.buf = dut, ctx, bytearray()
+        self.cycles = 0
+
+    def now(self) -> int:
+        """Clock cycles this link has waited (its time unit)."""
+        return self.cycles
 
     async def send(self, data: bytes) -> None:
         ctx, d = self.ctx, self.dut
@@ -46,11 +51,13 @@ class StreamLink:
             ctx.set(d.i.valid, 1)
             ctx.set(d.i.payload, b)
             await ctx.tick().until(d.i.ready)
+            self.cycles += 1
         ctx.set(d.i.valid, 0)
 
     async def _cycle(self) -> None:
         v, p = self.ctx.get(self.dut.o.valid), self.ctx.get(self.dut.o.payload)
         await self.ctx.tick()
+        self.cycles += 1
         if v:
             self.buf.append(p)
 
