@@ -482,6 +482,18 @@ def _run_layer_uart(args, cfg, w, a, requant, relu):
         if fmt == "nm" and not is_nm(x, cfg.nm_n, cfg.nm_m):
             raise CliError(f"{name} nm: the tensor is not {cfg.nm_n}:{cfg.nm_m} sparse along "
                            f"its channels (prune it, e.g. sim.formats.prune_nm)")
+    if args.port:
+        from .layer import run_layer_board
+
+        print(f"run-layer --via uart: weights as {args.weight_format}, activations as "
+              f"{args.act_format} images, to the board at {args.port} ({args.baud} baud) ...",
+              flush=True)
+        try:
+            return run_layer_board(w, a, cfg, args.port, args.baud, args.stride, args.pad,
+                                   requant, relu, args.weight_format, args.act_format,
+                                   args.fmax)
+        except (OSError, TimeoutError) as e:   # serial.SerialException is an OSError
+            raise CliError(f"--port {args.port}: {e}") from None
     print(f"run-layer --via uart: weights as {args.weight_format}, activations as "
           f"{args.act_format} images, over the system top's UART under {args.sim} ...",
           flush=True)
@@ -496,6 +508,9 @@ def _run_layer_uart(args, cfg, w, a, requant, relu):
 
 def cmd_run_layer(args: argparse.Namespace) -> int:
     from ..sim.conv import LayerError
+
+    if args.port and args.via != "uart":
+        raise CliError("--port needs --via uart")
     from .layer import check_layer, run_layer
 
     cfg = _config(args)
@@ -794,6 +809,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--via uart: the image format the weights are sent in")
     r.add_argument("--act-format", choices=["bitmap", "rle", "nm"], default="bitmap",
                    help="--via uart: the image format the activations are sent in")
+    r.add_argument("--port", help="--via uart: a board at this serial port (e.g. "
+                                  "/dev/ttyUSB0) instead of the simulator")
+    r.add_argument("--baud", type=int, default=115_200,
+                   help="--port: the board's line rate (default 115200)")
     r.add_argument("--waves", action="store_true")
     r.add_argument("--out", required=True, help="output .npy (K, Ho, Wo)")
     r.add_argument("--stats", help="statistics JSON")

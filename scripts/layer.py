@@ -185,3 +185,27 @@ def run_layer_uart(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, p
         "load_images": r["images"],
         "uart_load_throughput": r["load_request_bytes"] * 10 * bit_cycles / load_cycles})
     return run
+
+
+def run_layer_board(w: np.ndarray, a: np.ndarray, cfg: Config, port: str, baud: int,
+                    stride: int = 1, pad: int = 0,
+                    requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
+                    weight_format: str = "bitmap", act_format: str = "bitmap",
+                    fmax_mhz: float | None = None) -> LayerRun:
+    """:func:`run_layer_uart` on a board at a serial port (``scripts/host.py:SerialLink``),
+    checked against the golden model the same way."""
+    from .host import Board, SerialLink, run_sync
+
+    check_layer(w, a, cfg, stride, pad, requant)
+    board = Board(SerialLink(port, baud), cfg)    # the port first: nothing encoded for none
+    spec = LayerSpec(w, a, stride, pad, requant, relu)
+    job = make_job(w, a, cfg, stride, pad, requant, relu)
+    t0 = time.time()
+    r = run_sync(board.run_layer(job, np.asarray(w), np.asarray(a), weight_format,
+                                 act_format))
+    run = _layer_run(spec, job, r, cfg, f"board at {port}", time.time() - t0, fmax_mhz)
+    run.stats.update({"via": "uart", "port": port, "baud": baud,
+                      "weight_format": weight_format, "act_format": act_format,
+                      "load_request_bytes": board.stats.request_bytes,
+                      "load_seconds": board.stats.load_time})
+    return run

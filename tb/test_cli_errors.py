@@ -447,3 +447,22 @@ def test_entry_point_one_line(files: Path) -> None:
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     assert not (files / "o.img").exists()
+
+
+def test_run_layer_port_errors(tmp_path: Path, capsys) -> None:
+    """run-layer --port: without --via uart, and with a port that does not exist, one
+    error line naming the option and exit 2 (no traceback, no output file)."""
+    rng = np.random.default_rng(seed_port := 5)
+    print(f"seed {seed_port}")
+    w = rng.integers(-3, 4, (4, 16, 3, 3)).astype(np.int8)
+    a = rng.integers(-3, 4, (16, 4, 4)).astype(np.int8)
+    np.save(tmp_path / "w.npy", w)
+    np.save(tmp_path / "a.npy", a)
+    base = ["run-layer", "--weights", str(tmp_path / "w.npy"), "--acts",
+            str(tmp_path / "a.npy"), "--out", str(tmp_path / "y.npy")]
+    assert cli.main(base + ["--port", "/dev/ttyDOESNOTEXIST"]) == 2
+    assert "--port needs --via uart" in capsys.readouterr().err
+    assert cli.main(base + ["--via", "uart", "--port", "/dev/ttyDOESNOTEXIST"]) == 2
+    err = capsys.readouterr().err
+    assert "--port /dev/ttyDOESNOTEXIST" in err and "Traceback" not in err, err
+    assert not (tmp_path / "y.npy").exists()
