@@ -24,6 +24,7 @@ import numpy as np
 
 from ..rtl.engine.regmap import DESC, REG, REGION, REGION_SHIFT, out_index
 from ..rtl.system.protocol import (
+    HEADER_WORDS,
     LOAD_WORDS,
     STATUS_FIELDS,
     Cmd,
@@ -125,17 +126,20 @@ class Board:
         frame = request_frame(cmd, arg, list(payload), count)
         t0 = self.link.now()
         await self.link.send(frame)
-        head = await self.link.recv(9)
-        n = int.from_bytes(head[1:5], "little") >> 16
-        rest = await self.link.recv(4 * (n + 1))
-        rcmd, code, detail, words, _ = parse_reply(head + rest)
+        rcmd, code, detail, words, length = await self.recv_reply()
         if cmd == Cmd.LOAD:
             self.stats.load_time += self.link.now() - t0
             self.stats.request_bytes += len(frame)
-            self.stats.reply_bytes += len(head) + len(rest)
+            self.stats.reply_bytes += length
         if code != Reply.OK and not refuse_ok:
             raise RequestRefused(rcmd, code, detail)
         return code, detail, words
+
+    async def recv_reply(self) -> tuple[int, int, int, list[int], int]:
+        """The next reply from the link: ``protocol.parse_reply``'s tuple."""
+        head = await self.link.recv(1 + 4 * HEADER_WORDS)
+        n = int.from_bytes(head[1:5], "little") >> 16
+        return parse_reply(head + await self.link.recv(4 * (n + 1)))
 
     async def write(self, addr: int, words) -> None:
         words = [int(w) & 0xFFFF_FFFF for w in words]

@@ -155,15 +155,14 @@ def run_layer_uart(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, p
     LOAD requests' bytes over the line rate (bytes / (baud / 10)) during those requests,
     each from its first byte sent to its reply's last byte received
     (``layer_load_cycles``: the whole load, KMAP, MULT, SHIFT and descriptor included)."""
-    from ..tb.runner import run_system_rtl
+    from ..tb.runner import SIM_BAUD, SIM_CLOCK_HZ, run_system_rtl
     from .host import FORMATS
 
     for name, f in (("weight_format", weight_format), ("act_format", act_format)):
         if f not in FORMATS:
             raise LayerError(f"{name} {f!r}: expected one of {', '.join(FORMATS)}")
-    check_layer(w, a, cfg, stride, pad, requant)
     spec = LayerSpec(w, a, stride, pad, requant, relu)
-    job = make_job(w, a, cfg, stride, pad, requant, relu)
+    job = make_job(w, a, cfg, stride, pad, requant, relu)      # checks the layer first
     rq = None if requant is None else [np.asarray(requant[0]).tolist(),
                                        np.asarray(requant[1]).tolist()]
     step = {"layer": {"w": np.asarray(w).tolist(), "a": np.asarray(a).tolist(),
@@ -172,8 +171,6 @@ def run_layer_uart(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, p
     t0 = time.time()
     r = run_system_rtl(cfg, [step], sim=sim, waves=waves)[0]
     run = _layer_run(spec, job, r, cfg, sim, time.time() - t0, fmax_mhz)
-    from ..tb.runner import SIM_BAUD, SIM_CLOCK_HZ
-
     load_cycles = r["load_request_cycles"]       # inside the LOAD requests
     bit_cycles = SIM_CLOCK_HZ / SIM_BAUD
     run.stats.update({

@@ -24,7 +24,6 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
-from doublesparse.rtl.system.protocol import parse_reply
 from doublesparse.scripts.host import Board, LinkTimeout
 from doublesparse.sim.config import Config
 from doublesparse.sim.conv import make_job
@@ -38,7 +37,6 @@ class SimLink:
     def __init__(self, dut, divisor: int, timeout_cycles: int):
         self.dut, self.div, self.timeout = dut, divisor, timeout_cycles
         self.rx: deque[int] = deque()
-        self.cycles_sent = 0
         cocotb.start_soon(self._receive())
 
     def now(self) -> float:
@@ -51,7 +49,6 @@ class SimLink:
             for bit in [0] + [byte >> i & 1 for i in range(8)] + [1]:
                 d.rx.value = bit
                 await ClockCycles(d.clk, self.div)
-        self.cycles_sent += 10 * self.div * len(data)
 
     async def _receive(self) -> None:
         d = self.dut
@@ -97,13 +94,12 @@ async def system_job(dut):
             t0 = cocotb.utils.get_sim_time("ns")
             board.stats.request_bytes = board.stats.reply_bytes = 0
             board.stats.load_time = 0.0
-            sent0 = link.cycles_sent
             await board.load_job(jb, w, a, s["weight_format"], s["act_format"])
             load_ns = cocotb.utils.get_sim_time("ns") - t0
             rec = await board.run_layer_loaded(jb)
             rec.update(load_request_bytes=board.stats.request_bytes,
                        load_reply_bytes=board.stats.reply_bytes,
-                       load_link_cycles=link.cycles_sent - sent0, load_ns=load_ns,
+                       load_ns=load_ns,
                        load_request_cycles=board.stats.load_time,
                        images=dict(board.stats.images))
             out["steps"].append(rec)
@@ -112,10 +108,7 @@ async def system_job(dut):
             for hexframe in step["frames"]:
                 await link.send(bytes.fromhex(hexframe))
                 try:
-                    head = await link.recv(9)
-                    n = int.from_bytes(head[1:5], "little") >> 16
-                    rest = await link.recv(4 * (n + 1))
-                    _, code, detail, words, _ = parse_reply(head + rest)
+                    _, code, detail, words, _ = await board.recv_reply()
                     recs.append([code, detail, words])
                 except LinkTimeout:
                     recs.append(None)

@@ -26,7 +26,7 @@ from .executor import Executor
 from .frame import FrameReceiver, ReplySender
 from .loadpath import LoadPath
 from .protocol import FRAME_TIMEOUT_BYTES
-from .uart import DEFAULT_BAUD, UARTRx, UARTTx
+from .uart import DEFAULT_BAUD, UARTRx, UARTTx, divisor_for
 
 __all__ = ["StreamSystem", "UARTSystem", "FRAME_WORDS"]
 
@@ -123,7 +123,6 @@ class UARTSystem(wiring.Component):
 
     def __init__(self, cfg: Config, clock_hz: int, baud: int = DEFAULT_BAUD,
                  buffer_words: int = FRAME_WORDS):
-        from .uart import divisor_for
         self.cfg, self.buffer_words = cfg, buffer_words
         self.divisor = divisor_for(clock_hz, baud)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1),
