@@ -132,6 +132,24 @@ def valid_request(rng, buffer_words: int = BUF) -> bytes:
     return request_frame(cmd, arg, _words(rng, int(rng.integers(lo, hi + 1))))
 
 
+def with_stray(rng, tx: Tx, p_flush: float = 0.1) -> Tx:
+    """``tx`` with stray bytes for after a flushed release (random, many sync bytes,
+    sometimes a whole valid request) at random gaps below the timeout (sometimes one short
+    of it), and a quiet of the timeout or a little more; an OK request is flushed with
+    probability ``p_flush``."""
+    tx.flush = bool(rng.random() < p_flush)
+    n = int(rng.integers(0, 12))
+    stray = bytes(SYNC_REQUEST if rng.random() < 0.3 else int(rng.integers(0, 256))
+                  for _ in range(n))
+    if rng.random() < 0.3:
+        stray += valid_request(rng)
+    tx.stray = stray
+    tx.stray_gaps = [TIMEOUT - 1 if rng.random() < 0.1 else
+                     int(rng.integers(0, 3)) for _ in stray]
+    tx.quiet = TIMEOUT + int(rng.choice([0, 0, 1, 2, 7]))
+    return tx
+
+
 def junk(rng, most: int = 5) -> bytes:
     n = int(rng.integers(0, most + 1))
     return bytes(int(b) for b in rng.choice([b for b in range(256) if b != SYNC_REQUEST], n))
@@ -142,12 +160,20 @@ def junk(rng, most: int = 5) -> bytes:
 @dataclass
 class Tx:
     """One transaction of the host: ``junk``, then ``frame``; before byte ``gap_at`` of the
-    frame the host stays silent for ``gap`` cycles (0: random gaps only)."""
+    frame the host stays silent for ``gap`` cycles (0: random gaps only). When its request
+    is released with ``flush`` (always after a refused event, sometimes after an OK one:
+    ``flush``), the host sends ``stray`` bytes, the k-th after ``stray_gaps[k]`` silent
+    cycles, then stays silent ``quiet`` cycles (at least the timeout) before the next
+    transaction."""
     frame: bytes
     junk: bytes = b""
     gap_at: int = 0
     gap: int = 0
     kind: str = "valid"
+    flush: bool = False
+    stray: bytes = b""
+    stray_gaps: list[int] = field(default_factory=list)
+    quiet: int = TIMEOUT
 
 
 @dataclass
@@ -177,10 +203,12 @@ def run_receiver(txs: list[Tx], rng, *, p_fast: float = 0.7, p_ready: float = 0.
         ram: list[int | None] = [None] * buffer_words
         sink = Sink(dut.o, rng, p_ready, name="o")
         t = 0
+        flushed = False
         for tx in txs:
             data = deque(tx.junk + tx.frame)
             special = len(tx.junk) + tx.gap_at if tx.gap else -1
-            sent, cur, wait = 0, None, gap()
+            sent, cur, wait = 0, None, 0 if flushed else gap()
+            flushed = False
             writes, last_take, valid_at, not_ready = [], None, None, []
             release_in, released = None, False
             same_cycle = rng.random() < 0.2
@@ -200,6 +228,11 @@ def run_receiver(txs: list[Tx], rng, *, p_fast: float = 0.7, p_ready: float = 0.
                 rel = (release_in == 0 or
                        (release_in is None and same_cycle and valid and sink.ready))
                 ctx.set(dut.release, rel)
+                if rel:
+                    code = (seen[-1].event["code"] if release_in is not None
+                            else ctx.get(dut.o.payload.code))
+                    flushed = code != Reply.OK or tx.flush
+                    ctx.set(dut.flush, flushed)
                 # observe
                 ready = ctx.get(dut.i.ready)
                 if valid_at is None and valid:
@@ -235,8 +268,33 @@ def run_receiver(txs: list[Tx], rng, *, p_fast: float = 0.7, p_ready: float = 0.
                     release_in -= 1
                 await ctx.tick()
                 t += 1
-        ctx.set(dut.release, 0)
+            ctx.set(dut.release, 0)
+            ctx.set(dut.flush, 0)
+            if flushed:
+                t = await flushing(ctx, tx, t)
         out["junk"], out["cycles"] = ctx.get(dut.junk), t
+
+    async def flushing(ctx, tx, t) -> int:
+        """After a release with ``flush``: the stray bytes, each taken and dropped (no
+        event), then the quiet; returns the cycle count."""
+        assert len(tx.stray_gaps) == len(tx.stray)
+        for byte, g in zip(tx.stray, tx.stray_gaps, strict=True):
+            ctx.set(dut.i.valid, 0)
+            for _ in range(g):
+                assert not ctx.get(dut.o.valid), f"cycle {t}: an event while flushing"
+                await ctx.tick()
+                t += 1
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, byte)
+            assert ctx.get(dut.i.ready), f"cycle {t}: i.ready low while flushing"
+            await ctx.tick()
+            t += 1
+        ctx.set(dut.i.valid, 0)
+        for _ in range(tx.quiet):
+            assert not ctx.get(dut.o.valid), f"cycle {t}: an event while flushing"
+            await ctx.tick()
+            t += 1
+        return t
 
     simulate(dut, bench)
     print(f"{len(txs)} transactions in {out['cycles']} cycles")
@@ -275,7 +333,8 @@ def check_receiver(txs: list[Tx], seen: list[Seen], junk_count: int,
             words = [w for _, w in want.writes]
             assert s.buffer[:len(words)] == words, (
                 f"buffer {s.buffer[:len(words)]} != payload {words}\n{where}")
-    sent_junk = sum(len(tx.junk) for tx in txs)
+    sent_junk = sum(len(tx.junk) + (len(tx.stray) if s.event["code"] != Reply.OK or tx.flush
+                                     else 0) for tx, s in zip(txs, seen, strict=True))
     assert junk_count == min(sent_junk, 0xFFFF), f"junk {junk_count}, sent {sent_junk}"
     print("transactions:", kinds)
     return kinds
@@ -286,7 +345,7 @@ def check_receiver(txs: list[Tx], seen: list[Seen], junk_count: int,
 def test_receiver_valid_requests() -> None:
     start = time.monotonic()
     rng = _rng("test_receiver_valid_requests")
-    txs = [Tx(valid_request(rng), junk(rng)) for _ in range(150)]
+    txs = [with_stray(rng, Tx(valid_request(rng), junk(rng))) for _ in range(150)]
     seen, junk_count = run_receiver(txs, rng)
     check_receiver(txs, seen, junk_count)
     cmds = {ev.event["cmd"] for ev in seen}
@@ -308,7 +367,7 @@ def test_receiver_bit_flips() -> None:
     rng = _rng("test_receiver_bit_flips")
     txs = []
     for _ in range(200):
-        txs += [_flipped(rng), Tx(valid_request(rng), junk(rng))]
+        txs += [with_stray(rng, _flipped(rng)), Tx(valid_request(rng), junk(rng))]
     seen, junk_count = run_receiver(txs, rng)
     kinds = check_receiver(txs, seen, junk_count)
     codes = [s.event["code"] for tx, s in zip(txs, seen, strict=True) if tx.kind == "flip"]
@@ -368,7 +427,7 @@ def test_receiver_refused_requests() -> None:
     bad = [_refused(rng, kind) for kind, n in REFUSED.items() for _ in range(n)]
     txs = []
     for k in rng.permutation(len(bad)):
-        txs += [bad[k], Tx(valid_request(rng), junk(rng))]
+        txs += [with_stray(rng, bad[k]), Tx(valid_request(rng), junk(rng))]
     seen, junk_count = run_receiver(txs, rng)
     kinds = check_receiver(txs, seen, junk_count)
     codes = {}
@@ -397,6 +456,28 @@ def test_receiver_timeout_boundary() -> None:
     check_receiver(txs, seen, junk_count)
     codes = [s.event["code"] for s in seen]
     assert codes == [Reply.OK, Reply.TIMEOUT] * (len(frame) - 1), codes
+
+
+def test_receiver_flush_boundary() -> None:
+    """After a flushed release the receiver drops bytes until ``timeout_cycles`` cycles
+    pass without one: a sync byte (or a whole valid request) sent ``timeout_cycles - 1``
+    silent cycles after the release or the last dropped byte is dropped, and a request
+    whose sync byte comes after ``timeout_cycles`` silent cycles is received."""
+    rng = _rng("test_receiver_flush_boundary")
+    txs = []
+    for k in range(40):
+        bad = bytearray(request_frame(Cmd.WRITE, _u32(rng), _words(rng, 2)))
+        bad[-1] ^= 1 << int(rng.integers(0, 8))                     # BAD_CRC
+        stray = [b"", bytes([SYNC_REQUEST]), valid_request(rng)][k % 3]
+        gaps = [TIMEOUT - 1] + [int(rng.integers(0, TIMEOUT)) for _ in stray[1:]]
+        txs.append(Tx(bytes(bad), kind="flip", stray=stray, stray_gaps=gaps[:len(stray)],
+                      quiet=TIMEOUT))
+        txs.append(Tx(valid_request(rng), flush=k % 2 == 1, stray=stray,
+                      stray_gaps=gaps[:len(stray)], quiet=TIMEOUT))
+    seen, junk_count = run_receiver(txs, rng, p_fast=1.0)
+    check_receiver(txs, seen, junk_count)
+    codes = [s.event["code"] for s in seen]
+    assert codes == [Reply.BAD_CRC, Reply.OK] * 40, codes
 
 
 @pytest.mark.parametrize("bad", [0, 1])

@@ -4,7 +4,8 @@ It takes the frame receiver's events (``frame.py``), runs the command of each re
 that arrived whole and correct (``protocol.py``), sends one reply header and its words to
 the reply sender, and, when the reply's last byte has left, releases the frame buffer to
 the receiver. A refused request (any code but OK, from the receiver or from here) writes
-nothing and is counted in ``refused``.
+nothing, is counted in ``refused`` and is released with ``flush`` high: the receiver drops
+what follows it until the line pauses (``frame.py``), requests sent behind it included.
 
 * WRITE: each payload word read from the frame buffer (one cycle) and written on the bus.
 * READ and STATUS: one bus read at a time, its word (``READ_LATENCY`` cycles later) sent
@@ -14,8 +15,8 @@ nothing and is counted in ``refused``.
   through the load path (``loadpath.py``): a check pass that writes nothing, and only if
   it found no fault the commit pass (the loader's writes go to the bus).
 
-Bytes are slow (a UART byte takes thousands of cycles), so each step takes a couple of
-cycles and nothing is pipelined.
+Each step takes a couple of cycles and nothing is pipelined: the bytes of the next request
+wait in the receive FIFO (``system.py``) meanwhile.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class Executor(wiring.Component):
         The receiver's events.
     release : Out(1)
         Pulse: the request's reply has left; the receiver may take the next.
+    flush : Out(1)
+        With ``release``: the request was refused.
     buf_rd : Out(ReadPortSignature(addr_bits(buffer_words), 32))
         The frame buffer (payload word n at n).
     host : In(HostSignature())
@@ -80,7 +83,7 @@ class Executor(wiring.Component):
         self.cfg, self.buffer_words = cfg, buffer_words
         super().__init__({
             "req": In(stream.Signature(request_layout())),
-            "release": Out(1),
+            "release": Out(1), "flush": Out(1),
             "buf_rd": Out(ReadPortSignature(addr_bits(buffer_words), 32)),
             "host": In(HostSignature()),
             "engine_busy": In(1),
@@ -109,7 +112,7 @@ class Executor(wiring.Component):
         h = self.host
         m.d.comb += [self.buf_rd.addr.eq(n), self.hdr.payload.cmd.eq(cmd),
                      self.hdr.payload.code.eq(code), self.hdr.payload.count.eq(rcount),
-                     self.hdr.payload.detail.eq(detail)]
+                     self.hdr.payload.detail.eq(detail), self.flush.eq(code != Reply.OK)]
 
         wires = self._load_wiring(m, n, count, desc)
 

@@ -3,17 +3,21 @@ request bytes into one event per request, :class:`ReplySender` turns a reply hea
 payload words into reply bytes (``rtl/system/``).
 
 Receiver timing: a request's bytes are taken one a cycle at most (``i.ready`` is high while
-hunting and inside a frame). A word shows in a register in the cycle after its last byte
-is taken and is used in that cycle (the CRC register steps, a payload word goes out on
-``buf_wr``, the CRC word is compared), so the event of a complete frame shows on ``o``
-``EVENT_LATENCY`` cycles after the cycle its CRC word's last byte was taken. Inside a
-frame (after the sync byte), ``timeout_cycles`` consecutive cycles without a byte end the
-frame: its ``TIMEOUT`` event shows ``timeout_cycles + 1`` cycles after the last byte
-taken. From the cycle after a frame's last byte (or the timeout) until ``release``,
-``i.ready`` is low: one request outstanding.
-A UART in front keeps the first byte that arrives meanwhile in its output register and
-delivers it after ``release``: hunted as junk, or, if it is the sync byte, the start of a
-frame that the host's next request then corrupts.
+hunting, inside a frame and while flushing). A word shows in a register in the cycle after
+its last byte is taken and is used in that cycle (the CRC register steps, a payload word
+goes out on ``buf_wr``, the CRC word is compared), so the event of a complete frame shows
+on ``o`` ``EVENT_LATENCY`` cycles after the cycle its CRC word's last byte was taken.
+Inside a frame (after the sync byte), ``timeout_cycles`` consecutive cycles without a byte
+end the frame: its ``TIMEOUT`` event shows ``timeout_cycles + 1`` cycles after the last
+byte taken. From the cycle after a frame's last byte (or the timeout) until ``release``,
+``i.ready`` is low: one request outstanding (a FIFO in front keeps the bytes that arrive
+meanwhile, ``system.py``).
+
+Resynchronisation: a ``release`` with ``flush`` high (the request was refused) makes the
+receiver drop bytes until ``timeout_cycles`` consecutive cycles pass without one; it hunts
+for the sync byte from the next cycle on. So what is left of a refused transmission (the
+tail of a frame whose count was corrupted, a request sent behind it) cannot start a false
+frame, whatever its bytes, as long as it has no pause of the timeout.
 
 Sender timing: a header taken on ``hdr`` shows its sync byte on ``o`` the next cycle; the
 next word is loaded in the cycle the last byte of the present one is taken, so with ``o``
@@ -66,6 +70,7 @@ class _State(enum.Enum, shape=3):
     CHECK = 2    # the CRC word is in ``word``: the verdict is made
     EVENT = 3    # the event is on ``o``
     WAIT = 4     # the event was taken; waiting for ``release``
+    FLUSH = 5    # after a refusal: dropping bytes until a pause of ``timeout_cycles``
 
 
 class _Word(enum.Enum, shape=2):
@@ -88,6 +93,8 @@ class FrameReceiver(wiring.Component):
     (WRITE: ``1 <= count <= buffer_words``; LOAD: ``MIN_LOAD_WORDS <= count <=
     buffer_words``; READ: ``count >= 1``; STATUS, START: ``count == 0``), else ``OK``.
     A ``TIMEOUT`` event carries the fields received so far (0 for those not received).
+    After a ``release`` with ``flush`` high, bytes are dropped until ``timeout_cycles``
+    cycles pass without one, then the receiver hunts again.
 
     Parameters
     ----------
@@ -108,8 +115,11 @@ class FrameReceiver(wiring.Component):
     release : In(1)
         The executor is done with the event's request (accepted from the cycle the event
         is taken on); ``i.ready`` is low from the frame's end until then.
+    flush : In(1)
+        With ``release``: the request was refused; drop bytes until a pause.
     junk : Out(JUNK_BITS)
-        Bytes discarded while hunting for the sync byte (saturates).
+        Bytes discarded outside frames, while hunting for the sync byte or flushing
+        (saturates).
     """
 
     def __init__(self, buffer_words: int, timeout_cycles: int):
@@ -123,6 +133,7 @@ class FrameReceiver(wiring.Component):
             "buf_wr": Out(WritePortSignature(addr_bits(buffer_words), 32)),
             "o": Out(stream.Signature(request_layout())),
             "release": In(1),
+            "flush": In(1),
             "junk": Out(JUNK_BITS),
         })
 
@@ -156,8 +167,11 @@ class FrameReceiver(wiring.Component):
 
         take = self.i.valid & self.i.ready
         byte = self.i.payload
+        count_junk = self.junk.eq(self.junk + (self.junk != (1 << JUNK_BITS) - 1))
+        after_release = [state.eq(Mux(self.flush, _State.FLUSH, _State.HUNT)), idle.eq(0)]
         m.d.comb += [
-            self.i.ready.eq((state == _State.HUNT) | (state == _State.RECV)),
+            self.i.ready.eq((state == _State.HUNT) | (state == _State.RECV)
+                            | (state == _State.FLUSH)),
             self.o.payload.cmd.eq(cmd), self.o.payload.count.eq(count),
             self.o.payload.arg.eq(arg), self.o.payload.code.eq(code),
             self.buf_wr.addr.eq(widx), self.buf_wr.data.eq(word),
@@ -171,8 +185,8 @@ class FrameReceiver(wiring.Component):
                     m.d.sync += [state.eq(_State.RECV), part.eq(_Word.H0), nbyte.eq(0),
                                  idle.eq(0), crc.eq(CRC32_INIT),
                                  cmd.eq(0), count.eq(0), arg.eq(0)]
-                with m.Elif(take & (self.junk != (1 << JUNK_BITS) - 1)):
-                    m.d.sync += self.junk.eq(self.junk + 1)
+                with m.Elif(take):
+                    m.d.sync += count_junk
             with m.Case(_State.RECV):
                 with m.If(take):
                     m.d.sync += [shreg.eq(Cat(shreg[8:], byte)), nbyte.eq(nbyte + 1),
@@ -198,11 +212,19 @@ class FrameReceiver(wiring.Component):
                     m.d.sync += code.eq(Reply.OK)
             with m.Case(_State.EVENT):
                 with m.If(self.o.ready):
-                    m.d.sync += [self.o.valid.eq(0),
-                                 state.eq(Mux(self.release, _State.HUNT, _State.WAIT))]
+                    m.d.sync += [self.o.valid.eq(0), state.eq(_State.WAIT)]
+                    with m.If(self.release):
+                        m.d.sync += after_release
             with m.Case(_State.WAIT):
                 with m.If(self.release):
+                    m.d.sync += after_release
+            with m.Case(_State.FLUSH):
+                with m.If(take):
+                    m.d.sync += [idle.eq(0), count_junk]
+                with m.Elif(idle == T - 1):
                     m.d.sync += state.eq(_State.HUNT)
+                with m.Else():
+                    m.d.sync += idle.eq(idle + 1)
 
         # the word registered last cycle: header fields, CRC step, payload count
         with m.If(word_valid & (part != _Word.CRC)):

@@ -1,12 +1,20 @@
 """The system's framed command protocol: one definition for the RTL and the host driver.
 
-The host sends a **request**, the system answers each with one **reply**; the host sends
-its next request only after the reply (bytes that arrive while a request executes are
-dropped and counted as UART overruns). Both directions are a sync byte followed by 32-bit
-little-endian words::
+The host sends a **request**, the system answers each with one **reply**, in order. Both
+directions are a sync byte followed by 32-bit little-endian words::
 
     request:  0xA5 | H0 = cmd | 0 << 8 | count << 16 | H1 = arg | payload (count words) | CRC
     reply:    0x5A | R0 = cmd | code << 8 | count << 16 | R1 = detail | payload (count words) | CRC
+
+**Pipelining.** A host may send a request before the reply of the previous one has
+arrived, with at most one request waiting: request n + 1 may follow request n at once if
+it is at most the receive FIFO's size (``system.py:RX_FIFO_BYTES``), and request n + 2
+waits for reply n. **Resynchronisation.** A refused request (any code but OK) drops what
+follows it: the system empties its receive FIFO when the refusal's reply has left and
+drops every byte until the line has been silent for ``FRAME_TIMEOUT_BYTES`` byte times. A
+request sent behind a refused one is therefore never executed and gets no reply; after a
+refused reply the host stays silent for ``FRAME_TIMEOUT_BYTES`` byte times before its next
+request.
 
 ``CRC`` is the CRC-32 (``zlib.crc32``) of the frame's words after the sync byte (H0 or R0
 through the last payload word), the same CRC as the image format's
@@ -57,7 +65,7 @@ SYNC_REPLY = 0x5A
 #: words of a frame's header (H0 / R0 and H1 / R1)
 HEADER_WORDS = 2
 #: a request is dropped (reply ``TIMEOUT``) when no byte of it arrives for this many byte
-#: times (10 bit periods each)
+#: times (10 bit periods each); after a refusal, bytes are dropped until a silence this long
 FRAME_TIMEOUT_BYTES = 64
 
 
