@@ -13,6 +13,7 @@
 #define DS_REGION_KMAP 2u
 #define DS_REGION_MULT 3u
 #define DS_REGION_SHIFT 4u
+#define DS_REGION_BIAS 6u
 #define DS_REGION_OUT 5u
 #define DS_REGION_WGT 16u  /* + PE index */
 #define DS_REGION_WVAL 48u  /* + PE index */

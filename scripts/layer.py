@@ -12,6 +12,7 @@ from ..sim.conv import (
     REQUANT_MULT,
     REQUANT_SHIFT,
     LayerError,
+    add_bias,
     check_layer,
     check_requant,
     conv2d_golden,
@@ -46,6 +47,7 @@ class LayerSpec:
     balance: bool = True
     dense_weights: bool = False
     dense_acts: bool = False
+    bias: np.ndarray | None = None      # per output channel, int32 (None: no bias)
 
 
 def effectual_pairs(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0) -> int:
@@ -72,10 +74,12 @@ def run_layer(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: i
               requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
               sim: str = "verilator", balance: bool = True, waves: bool = False,
               dense_weights: bool = False, dense_acts: bool = False,
-              fmax_mhz: float | None = None) -> LayerRun:
+              fmax_mhz: float | None = None, bias: np.ndarray | None = None) -> LayerRun:
     """One layer through the RTL engine (one simulation), checked against the golden model.
-    ``fmax_mhz`` (a synthesis report's figure) adds the dense-equivalent GOP/s."""
-    spec = LayerSpec(w, a, stride, pad, requant, relu, balance, dense_weights, dense_acts)
+    ``fmax_mhz`` (a synthesis report's figure) adds the dense-equivalent GOP/s; ``bias``
+    (K int32 values) is added to the accumulators before requantization and in raw mode."""
+    spec = LayerSpec(w, a, stride, pad, requant, relu, balance, dense_weights, dense_acts,
+                     bias)
     return run_layers([spec], cfg, sim=sim, waves=waves, fmax_mhz=fmax_mhz)[0]
 
 
@@ -84,12 +88,13 @@ def run_layers(specs: list[LayerSpec], cfg: Config, sim: str = "verilator",
     """Several engine jobs, one after another in one simulation (the simulator model is
     built once per config and reused); each is checked against the golden model."""
     for s in specs:  # every job is checked before any is encoded or simulated
-        check_layer(s.w, s.a, cfg, s.stride, s.pad, s.requant, s.balance, s.dense_weights)
+        check_layer(s.w, s.a, cfg, s.stride, s.pad, s.requant, s.balance, s.dense_weights,
+                    s.bias)
     from ..tb.runner import engine_run_dict, run_engine_rtl
 
     t0 = time.time()
     jobs = [make_job(s.w, s.a, cfg, s.stride, s.pad, s.requant, s.relu, s.balance,
-                     s.dense_weights, s.dense_acts) for s in specs]
+                     s.dense_weights, s.dense_acts, s.bias) for s in specs]
     rs = run_engine_rtl(cfg, [engine_run_dict(j, cfg) for j in jobs], sim=sim, waves=waves)
     wall = (time.time() - t0) / max(1, len(specs))
     return [_layer_run(s, j, r, cfg, sim, wall, fmax_mhz)
@@ -103,7 +108,8 @@ def _layer_run(s: LayerSpec, job, r: dict, cfg: Config, sim: str, wall: float,
     L = job.layer
     steps = engine_steps(job, cfg)
     predicted = engine_cycles(job, cfg, steps)
-    acc = conv2d_golden(s.w.astype(np.int64), s.a.astype(np.int64), s.stride, s.pad)
+    acc = add_bias(conv2d_golden(s.w.astype(np.int64), s.a.astype(np.int64), s.stride,
+                                 s.pad), s.bias, cfg.acc_width)
     ref = acc.astype(np.int32) if s.requant is None else requantize(acc, *s.requant,
                                                                      relu=s.relu)
     mult = cfg.engine_multipliers
@@ -146,7 +152,8 @@ def run_layer_uart(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, p
                    requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
                    sim: str = "verilator", weight_format: str = "bitmap",
                    act_format: str = "bitmap", waves: bool = False,
-                   fmax_mhz: float | None = None) -> LayerRun:
+                   fmax_mhz: float | None = None, bias: np.ndarray | None = None
+                   ) -> LayerRun:
     """One layer through the system top behind its UART (``rtl/system/``): the host driver
     sends the weights and activations as ``weight_format`` / ``act_format`` images, which
     the hardware decodes into the engine's memories, then runs the layer and reads the
@@ -161,12 +168,13 @@ def run_layer_uart(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, p
     for name, f in (("weight_format", weight_format), ("act_format", act_format)):
         if f not in FORMATS:
             raise LayerError(f"{name} {f!r}: expected one of {', '.join(FORMATS)}")
-    spec = LayerSpec(w, a, stride, pad, requant, relu)
-    job = make_job(w, a, cfg, stride, pad, requant, relu)      # checks the layer first
+    spec = LayerSpec(w, a, stride, pad, requant, relu, bias=bias)
+    job = make_job(w, a, cfg, stride, pad, requant, relu, bias=bias)  # checks the layer
     rq = None if requant is None else [np.asarray(requant[0]).tolist(),
                                        np.asarray(requant[1]).tolist()]
     step = {"layer": {"w": np.asarray(w).tolist(), "a": np.asarray(a).tolist(),
                       "stride": stride, "pad": pad, "requant": rq, "relu": relu,
+                      "bias": None if bias is None else np.asarray(bias).tolist(),
                       "weight_format": weight_format, "act_format": act_format}}
     t0 = time.time()
     r = run_system_rtl(cfg, [step], sim=sim, waves=waves)[0]
@@ -188,15 +196,16 @@ def run_layer_board(w: np.ndarray, a: np.ndarray, cfg: Config, port: str, baud: 
                     stride: int = 1, pad: int = 0,
                     requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
                     weight_format: str = "bitmap", act_format: str = "bitmap",
-                    fmax_mhz: float | None = None) -> LayerRun:
+                    fmax_mhz: float | None = None, bias: np.ndarray | None = None
+                    ) -> LayerRun:
     """:func:`run_layer_uart` on a board at a serial port (``scripts/host.py:SerialLink``),
     checked against the golden model the same way."""
     from .host import Board, SerialLink, run_sync
 
-    check_layer(w, a, cfg, stride, pad, requant)
+    check_layer(w, a, cfg, stride, pad, requant, bias=bias)
     board = Board(SerialLink(port, baud), cfg)    # the port first: nothing encoded for none
-    spec = LayerSpec(w, a, stride, pad, requant, relu)
-    job = make_job(w, a, cfg, stride, pad, requant, relu)
+    spec = LayerSpec(w, a, stride, pad, requant, relu, bias=bias)
+    job = make_job(w, a, cfg, stride, pad, requant, relu, bias=bias)
     t0 = time.time()
     r = run_sync(board.run_layer(job, np.asarray(w), np.asarray(a), weight_format,
                                  act_format))

@@ -37,7 +37,7 @@ from ..sim.cnn import (
     save_network,
     sparsity,
 )
-from ..sim.conv import im2col, requantize
+from ..sim.conv import im2col, requant_params, requantize
 
 __all__ = ["train", "main", "TARGET_SPARSITY", "SPLIT_SEED", "requant_params"]
 
@@ -45,8 +45,6 @@ SPLIT_SEED = 0
 #: Fraction of zero weights per layer (conv1 has only 144 weights, so it is pruned less).
 TARGET_SPARSITY = (0.5, 0.8, 0.85, 0.85)
 PERCENTILES = (99.99, 99.9, 100.0, 99.5, 99.0)
-MULT_MAX = (1 << 15) - 1
-SHIFT_MAX = 47
 
 
 # -- layers -------------------------------------------------------------------------------
@@ -165,22 +163,6 @@ def _prune_masks(ws: list[np.ndarray], frac: list[float]) -> list[np.ndarray]:
 
 
 # -- quantization -------------------------------------------------------------------------
-def requant_params(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel, ``mult = round(M * 2**shift)`` with the largest shift in 0..47 such that
-    ``|mult| <= 32767`` (int16)."""
-    mult = np.zeros(len(M), np.int64)
-    shift = np.zeros(len(M), np.int64)
-    for k, m in enumerate(np.asarray(M, np.float64)):
-        for sh in range(SHIFT_MAX, -1, -1):
-            q = int(np.floor(m * 2.0 ** sh + 0.5))
-            if abs(q) <= MULT_MAX:
-                break
-        else:
-            raise ValueError(f"requant factor {m} does not fit int16 even with shift 0")
-        mult[k], shift[k] = q, sh
-    return mult, shift
-
-
 def _quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     K = w.shape[0]
     amax = np.abs(w.reshape(K, -1)).max(axis=1).astype(np.float64)

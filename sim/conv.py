@@ -14,7 +14,8 @@ from .config import Config
 
 __all__ = ["Layer", "conv2d_golden", "im2col", "fold_kernel", "requantize", "schedule", "Job",
            "make_job", "out_shape", "LayerError", "layer_needs", "check_layer", "check_requant",
-           "REQUANT_MULT", "REQUANT_SHIFT"]
+           "check_bias", "add_bias", "REQUANT_MULT", "REQUANT_SHIFT", "REQUANT_BIAS",
+           "requant_params"]
 
 
 class LayerError(ValueError):
@@ -97,6 +98,18 @@ def fold_kernel(w: np.ndarray, a: np.ndarray, stride: int = 1, pad: int = 0
         raise LayerError(f"weights have C = {C} channels, activations {a.shape[0]}")
     cols, Ho, Wo = im2col(a[None], R, S, stride, pad)
     return w.reshape(K, C * R * S, 1, 1), cols[0].reshape(C * R * S, Ho, Wo)
+
+
+def add_bias(acc: np.ndarray, bias: np.ndarray | None, acc_width: int = 32) -> np.ndarray:
+    """Per output channel k (axis 0): ``acc + bias[k]``, wrapped to ``acc_width`` bits two's
+    complement as the engine's accumulator is (``rtl/engine/requant.py``); ``bias`` None
+    adds nothing. Returns int64."""
+    acc = np.asarray(acc, np.int64)
+    if bias is None:
+        return acc
+    b = np.asarray(bias, np.int64).reshape(-1, *([1] * (acc.ndim - 1)))
+    half = 1 << (acc_width - 1)
+    return (acc + b + half) % (1 << acc_width) - half
 
 
 def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, relu: bool = True
@@ -193,6 +206,7 @@ class Job:
     kmap: list[list[int]] = field(default_factory=list)   # per PE, per slot: k or -1
     mult: list[int] = field(default_factory=list)
     shift: list[int] = field(default_factory=list)
+    bias: list[int] = field(default_factory=list)          # per output channel, int32
     raw: bool = True
     relu: bool = True
 
@@ -207,6 +221,38 @@ class Job:
 #: (rtl/engine/requant.py: a signed 16-bit MULT and a 6-bit SHIFT memory, 0..47 used).
 REQUANT_MULT = (int(np.iinfo(np.int16).min), int(np.iinfo(np.int16).max))
 REQUANT_SHIFT = (0, 47)
+#: The per-channel bias range (an int32 BIAS memory), inclusive.
+REQUANT_BIAS = (int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max))
+
+
+def requant_params(M) -> tuple[np.ndarray, np.ndarray]:
+    """The engine's ``(mult, shift)`` for real requantization factors ``M`` (one per output
+    channel, ``M[k] = s_in * s_w[k] / s_out``): ``mult = floor(M * 2**shift + 1/2)`` with
+    the largest ``shift`` in :data:`REQUANT_SHIFT` such that ``mult`` fits
+    :data:`REQUANT_MULT`.
+
+    Error bound: for ``2**-33 <= |M| < 32767.5`` the shift leaves ``|mult| >= 2**14``, so
+    ``|mult / 2**shift - M| <= 2**-(shift+1) <= |M| * 2**-15``; an accumulator ``acc`` then
+    lands within ``|acc * M| * 2**-15`` of its exact scaled value before the engine's
+    round-half-up (for an int8 result, ``|acc * M| < 128``: under 0.004 LSB). Smaller
+    ``|M|`` gives shift 47 and an absolute error under ``|acc| * 2**-48``. Raises
+    ``ValueError`` naming the channel and value for a factor that is not finite or is too
+    large for shift 0."""
+    M = np.atleast_1d(np.asarray(M, np.float64))
+    mult = np.zeros(len(M), np.int64)
+    shift = np.zeros(len(M), np.int64)
+    for k, m in enumerate(M):
+        if not np.isfinite(m):
+            raise ValueError(f"requant factor {m} of channel {k} is not finite")
+        for sh in range(REQUANT_SHIFT[1], REQUANT_SHIFT[0] - 1, -1):
+            q = int(np.floor(m * 2.0 ** sh + 0.5))
+            if REQUANT_MULT[0] <= q <= REQUANT_MULT[1]:
+                break
+        else:
+            raise ValueError(f"requant factor {m} of channel {k} does not fit int16 even "
+                             f"with shift 0")
+        mult[k], shift[k] = q, sh
+    return mult, shift
 
 
 def layer_needs(layer: Layer, cfg: Config, w: np.ndarray, balance: bool = True,
@@ -235,9 +281,10 @@ def layer_needs(layer: Layer, cfg: Config, w: np.ndarray, balance: bool = True,
 
 def check_layer(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
                 requant: tuple[np.ndarray, np.ndarray] | None = None, balance: bool = True,
-                dense_weights: bool = False) -> Layer:
+                dense_weights: bool = False, bias: np.ndarray | None = None) -> Layer:
     """Refuse, before any encoding or simulation, a layer the engine cannot run: shapes,
-    int8 values, every limit of :func:`layer_needs` and the requantizer's values; raises
+    int8 values, every limit of :func:`layer_needs`, the requantizer's values and the
+    bias; raises
     :class:`LayerError` naming the limit, what the layer needs and what the config has.
     Returns the layer."""
     w = np.asarray(w)
@@ -258,6 +305,8 @@ def check_layer(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad:
             raise LayerError(f"layer needs {name} >= {v}; config has {getattr(cfg, name)}")
     if requant is not None:
         check_requant(*requant, K)
+    if bias is not None:
+        check_bias(bias, K)
     return layer
 
 
@@ -267,8 +316,21 @@ def check_requant(mult: np.ndarray, shift: np.ndarray, K: int
     :class:`LayerError` naming the field and the value) a wrong length, a value that is
     not a whole number (fractions, NaN) and one out of :data:`REQUANT_MULT` /
     :data:`REQUANT_SHIFT`."""
+    mult, shift = _check_per_filter((("mult", mult, REQUANT_MULT),
+                                     ("shift", shift, REQUANT_SHIFT)), K)
+    return mult, shift
+
+
+def check_bias(bias: np.ndarray, K: int) -> np.ndarray:
+    """The per-output-channel bias as an int64 (K,) array; refuses (with
+    :class:`LayerError` naming the value) what :func:`check_requant` refuses, against
+    :data:`REQUANT_BIAS`."""
+    return _check_per_filter((("bias", bias, REQUANT_BIAS),), K)[0]
+
+
+def _check_per_filter(fields, K: int) -> list[np.ndarray]:
     out = []
-    for name, v, (lo, hi) in (("mult", mult, REQUANT_MULT), ("shift", shift, REQUANT_SHIFT)):
+    for name, v, (lo, hi) in fields:
         v = np.asarray(v)
         if v.ndim > 1 or v.size != K:
             raise LayerError(f"{name} has shape {v.shape}; expected ({K},), one value for "
@@ -287,21 +349,24 @@ def check_requant(mult: np.ndarray, shift: np.ndarray, K: int
             i = int(bad[0])
             raise LayerError(f"{name}[{i}] = {v[i].item()!r}: out of range {lo}..{hi}")
         out.append(v.astype(np.int64))
-    return out[0], out[1]
+    return out
 
 
 def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: int = 0,
              requant: tuple[np.ndarray, np.ndarray] | None = None, relu: bool = True,
              balance: bool = True, dense_weights: bool = False,
-             dense_acts: bool = False) -> Job:
+             dense_acts: bool = False, bias: np.ndarray | None = None) -> Job:
     """Check a layer against the config and build its memory images.
+
+    ``bias`` (K int32 values, or None for none) is added to every accumulator of its
+    output channel before requantization, and in raw mode.
 
     ``dense_weights`` / ``dense_acts`` store that operand with every mask bit set (zeros
     kept as values), so the same engine runs as a weight-only sparse (``dense_acts``) or a
     dense (both) baseline; the results are the same, only the work changes."""
     w = np.asarray(w)
     a = np.asarray(a)
-    layer = check_layer(w, a, cfg, stride, pad, requant, balance, dense_weights)
+    layer = check_layer(w, a, cfg, stride, pad, requant, balance, dense_weights, bias)
     K, C, R, S = w.shape
     SW, P = cfg.scan_width, cfg.pes
     nch = -(-C // SW)
@@ -330,4 +395,5 @@ def make_job(w: np.ndarray, a: np.ndarray, cfg: Config, stride: int = 1, pad: in
         job.mult, job.shift = [int(v) for v in mult], [int(v) for v in shift]
     else:
         job.mult, job.shift = [1] * K, [0] * K
+    job.bias = [0] * K if bias is None else [int(v) for v in check_bias(bias, K)]
     return job

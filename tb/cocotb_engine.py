@@ -3,7 +3,7 @@ descriptor over the host port, starts the job, waits for ``done`` (bounded), and
 status, the counters and the output memory.
 
 The job (JSON in ``DS_JOB``) holds a list of *runs*; each has the memory images (``act``,
-``wgt`` per PE, ``kmap`` per PE, ``mult``, ``shift``), the descriptor and the number of
+``wgt`` per PE, ``kmap`` per PE, ``mult``, ``shift``, ``bias``), the descriptor and the number of
 output words to read. A run may also carry ``during``: host actions at given cycles after
 its start command (``{"at": n, "write": [addr, value]}``, ``{"at": n, "abort": true}``,
 ``{"at": n, "reset": true}``: the engine's reset held for two cycles). Results go to the
@@ -127,9 +127,11 @@ async def engine_job(dut):
             for p, ks in enumerate(run["kmap"]):
                 for jj, k in enumerate(ks):
                     await host.write((REGION["KMAP"] << REGION_SHIFT) | (p * fm + jj), k)
-            for k, (mu, sh) in enumerate(zip(run["mult"], run["shift"], strict=True)):
+            for k, (mu, sh, b) in enumerate(zip(run["mult"], run["shift"], run["bias"],
+                                                strict=True)):
                 await host.write((REGION["MULT"] << REGION_SHIFT) | k, mu)
                 await host.write((REGION["SHIFT"] << REGION_SHIFT) | k, sh)
+                await host.write((REGION["BIAS"] << REGION_SHIFT) | k, b & 0xFFFF_FFFF)
         desc = run["desc"]
         for name in DESC:
             if name == "MODE":

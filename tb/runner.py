@@ -379,7 +379,8 @@ def engine_run_dict(job, cfg: Config, budget: int | None = None, load: bool = Tr
     work = L.Ho * L.Wo * job.F * L.R * L.S * job.nch
     return {"act": job.act, "wgt": job.wgt, "wval": job.wval,
             "kmap": [[k & 0xFFFFFFFF for k in ks] for ks in job.kmap],
-            "mult": job.mult, "shift": job.shift, "desc": job.descriptor(),
+            "mult": job.mult, "shift": job.shift, "bias": job.bias,
+            "desc": job.descriptor(),
             "fmax_slots": fm, "n_out": L.K * L.Ho * L.Wo, "load": load,
             "budget": budget or (4 * work * cfg.scan_width + 10000)}
 

@@ -2,7 +2,8 @@
 covering densities 0..1, stride and padding, K not a multiple of P, C not a multiple of
 the scan width, C above it (two chunks a tap), 1x1 convolutions, a fully-connected layer
 (1x1 conv on a 1x1 image), an all-zero and a dense layer, requantization with and
-without ReLU (clamped both ways); bad descriptors end in an error code without a hang and
+without ReLU (clamped both ways), per-channel biases (raw and requantized, some wrapping
+the 32-bit accumulator); bad descriptors end in an error code without a hang and
 the next job is still correct; the performance model is checked against the RTL."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from doublesparse.rtl.engine import EngineError
 from doublesparse.sim.config import Config
-from doublesparse.sim.conv import conv2d_golden, make_job, requantize
+from doublesparse.sim.conv import add_bias, conv2d_golden, make_job, requantize
 from doublesparse.sim.engine_model import engine_cycles
 from doublesparse.tb.runner import engine_run_dict, run_engine_rtl
 from doublesparse.tb.stimulus import random_tensor
@@ -57,6 +58,9 @@ CASES = [
     ("sparse_acts", 7, 24, 3, 3, 5, 5, 1, 1, 1.0, 0.05, "relu"),
     ("c_over_S", 3, 70, 3, 3, 4, 4, 1, 1, 0.3, 0.5, None),
 ]
+# layers with a per-channel bias: small ones, and full int32 ones ("fc", raw: the sums
+# wrap like the 32-bit accumulator)
+BIASED = {"3x3_pad1": 2000, "3x3_stride2_requant": 3000, "1x1": 5000, "fc": 2**31}
 
 
 @pytest.mark.parametrize("sim", SIMS)
@@ -69,14 +73,18 @@ def test_engine_layers(sim: str) -> None:
         a = random_tensor(rng, (C, H, W), da, extreme=name == "dense")
         acc = conv2d_golden(w, a, st, pad)
         assert np.array_equal(acc, _naive_conv(w, a, st, pad)), name
-        req = None
+        req = bias = None
+        if name in BIASED:
+            bias = rng.integers(-BIASED[name], BIASED[name], K)
+            acc = add_bias(acc, bias, CFG.acc_width)
         ref = acc
         if rq:
             req = (rng.integers(1, 300, K), rng.integers(6, 14, K))
             ref = requantize(acc, *req, relu=rq == "relu")
             if rq == "linear":      # the layer must reach both ends of the int8 clamp
                 assert (ref == 127).any() and (ref == -128).any() and (ref < 0).any(), ref
-        job = make_job(w, a, CFG, st, pad, req, rq != "linear", balance=name != "1x1")
+        job = make_job(w, a, CFG, st, pad, req, rq != "linear", balance=name != "1x1",
+                       bias=bias)
         runs.append(engine_run_dict(job, CFG))
         refs.append((name, ref))
         jobs.append(job)

@@ -32,7 +32,7 @@ from doublesparse.rtl.engine.sequencer import Sequencer
 from doublesparse.rtl.mem import RAM, BankedMemory
 from doublesparse.rtl.spe import pair_layout, result_layout
 from doublesparse.sim.config import Config
-from doublesparse.sim.conv import requantize
+from doublesparse.sim.conv import add_bias, requantize
 from doublesparse.tb.streams import Sink, Source, pack, seed_for, unpack
 
 CFG = Config(act_mem_chunks=64, wgt_mem_chunks=32, out_mem_words=256, max_filters=16,
@@ -334,8 +334,10 @@ def test_requantizer(mode, lanes) -> None:
     kmem = RAM(kmap_bits(cfg), cfg.pes * fmax_slots(cfg))
     mmem = RAM(signed(16), cfg.max_filters)
     smem = RAM(6, cfg.max_filters)
-    top = _bench(dut, {"kmap": kmem, "mult": mmem, "shift": smem},
-                 {"kmap": "kmap_rd", "mult": "mult_rd", "shift": "shift_rd"})
+    bmem = RAM(signed(32), cfg.max_filters)
+    top = _bench(dut, {"kmap": kmem, "mult": mmem, "shift": smem, "bias": bmem},
+                 {"kmap": "kmap_rd", "mult": "mult_rd", "shift": "shift_rd",
+                  "bias": "bias_rd"})
     K, npix, nslots = 10, 5, cfg.pes * fmax_slots(cfg)
     # the lane's filters, and some empty slots (>= K)
     kmap = [int(k) for k in rng.integers(0, K + 3, nslots)]
@@ -343,6 +345,9 @@ def test_requantizer(mode, lanes) -> None:
     kmap = [k if k < K or k >= K + 3 else K + 1 for k in kmap]
     mult = [int(v) for v in rng.integers(-300, 300, cfg.max_filters)]
     shift = [int(v) for v in rng.integers(0, 20, cfg.max_filters)]
+    # small biases, and full-range ones whose sums with the accumulators wrap
+    bias = [int(rng.integers(-2**31, 2**31)) if rng.random() < 0.3
+            else int(rng.integers(-3000, 3000)) for _ in range(cfg.max_filters)]
     cl = collected_layout(cfg)
     res = [(int(rng.integers(-2**31, 2**31)) if rng.random() < 0.3
             else int(rng.integers(-5000, 5000)), int(rng.integers(0, nslots)),
@@ -352,15 +357,16 @@ def test_requantizer(mode, lanes) -> None:
         k = kmap[slot]
         if k >= K:
             continue
+        b = add_bias(np.array([acc]), np.array([bias[k]]), cfg.acc_width)
         if mode == 1:
-            y = acc & 0xFFFFFFFF
+            y = int(b[0]) & 0xFFFFFFFF
         else:
-            y = int(requantize(np.array([acc]), np.array([mult[k]]), np.array([shift[k]]),
+            y = int(requantize(b, np.array([mult[k]]), np.array([shift[k]]),
                                relu=mode == 2)[0]) & 0xFFFFFFFF
         want.append(((k // lanes) * npix + pix, y))
 
     async def bench(ctx):
-        for mem, vals in ((kmem, kmap), (mmem, mult), (smem, shift)):
+        for mem, vals in ((kmem, kmap), (mmem, mult), (smem, shift), (bmem, bias)):
             await _fill(ctx, mem.w, vals)
         _set_desc(ctx, dut.desc, k=K, mode=mode)
         ctx.set(dut.npix, npix)
@@ -613,7 +619,7 @@ def test_control_against_model() -> None:
 # ---------------------------------------------------------------- host port
 def test_host_port_writes_and_reads() -> None:
     """Random bus traffic (descriptor and CTRL writes, chunk words to ACT and every WGT,
-    KMAP / MULT / SHIFT words, CSR and OUT reads) with ``busy`` toggling at random: every
+    KMAP / MULT / SHIFT / BIAS words, CSR and OUT reads) with ``busy`` toggling at random: every
     memory write port shows exactly the writes a Python model of the map expects, one
     cycle after the bus write (none while busy), and every read returns its register's
     value ``READ_LATENCY`` cycles after ``re``."""
@@ -653,7 +659,7 @@ def test_host_port_writes_and_reads() -> None:
             ops += [("w", chunk_address(region, e, w, cfg, pe=pe), v)
                     for w, v in enumerate(words_of(word, 32 * n))]
         elif kind == 2:
-            region = str(rng.choice(["KMAP", "MULT", "SHIFT", "WVAL"]))
+            region = str(rng.choice(["KMAP", "MULT", "SHIFT", "BIAS", "WVAL"]))
             base = REGION[region] + (int(rng.integers(0, P)) if region == "WVAL" else 0)
             ops.append(("w", base << REGION_SHIFT | int(rng.integers(0, 16)),
                         int(rng.integers(0, 1 << 32))))
@@ -696,7 +702,8 @@ def test_host_port_writes_and_reads() -> None:
                 if op[0] == "r" and op[1] >> REGION_SHIFT == REGION["OUT"]:
                     assert ctx.get(dut.out_rd.addr) == op[1] & 0xFF, "OUT address not passed"
             # the bus write of the previous cycle takes effect now (busy of this cycle)
-            exp = {"act": None, "kmap": None, "mult": None, "shift": None, "start": 0,
+            exp = {"act": None, "kmap": None, "mult": None, "shift": None, "bias": None,
+                   "start": 0,
                    "encode": 0, "abort": 0, **{f"wgt{p}": None for p in range(P)},
                    **{f"wval{p}": None for p in range(P)}}
             if last_op is not None and last_op[0] == "w":
@@ -719,10 +726,11 @@ def test_host_port_writes_and_reads() -> None:
                         chunk[w] = v
                     staging = chunk
                     names = {REGION["KMAP"]: "kmap", REGION["MULT"]: "mult",
-                             REGION["SHIFT"]: "shift"}
+                             REGION["SHIFT"]: "shift", REGION["BIAS"]: "bias"}
                     word = sum(x << (32 * i) for i, x in enumerate(chunk))
                     if region in names:
-                        width = {"kmap": kmap_bits(cfg), "mult": 16, "shift": 6}[names[region]]
+                        width = {"kmap": kmap_bits(cfg), "mult": 16, "shift": 6,
+                                 "bias": 32}[names[region]]
                         exp[names[region]] = (off & 0xF, v & ((1 << width) - 1))
                     elif region >= REGION["WVAL"]:
                         exp[f"wval{region - REGION['WVAL']}"] = (off, v & 0xFF)
@@ -736,7 +744,8 @@ def test_host_port_writes_and_reads() -> None:
                 elif exp["start"] or exp["encode"]:
                     ignored = 0
             ports = {"act": dut.act_wr, "kmap": dut.kmap_wr, "mult": dut.mult_wr,
-                     "shift": dut.shift_wr, **{f"wgt{p}": dut.wgt_wr[p] for p in range(P)},
+                     "shift": dut.shift_wr, "bias": dut.bias_wr,
+                     **{f"wgt{p}": dut.wgt_wr[p] for p in range(P)},
                      **{f"wval{p}": dut.wval_wr[p] for p in range(P)}}
             for key, port in ports.items():
                 en = ctx.get(port.en)

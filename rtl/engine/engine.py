@@ -79,10 +79,12 @@ class Engine(wiring.Component):
         kmap_mem = [RAM(kmap_bits(cfg), P * fmax_slots(cfg)) for _ in range(L)]
         mult_mem = [RAM(signed(16), cfg.max_filters) for _ in range(L)]
         shift_mem = [RAM(6, cfg.max_filters) for _ in range(L)]
+        bias_mem = [RAM(signed(32), cfg.max_filters) for _ in range(L)]
         for ln in range(L):
             m.submodules[f"kmap_mem{ln}"] = kmap_mem[ln]
             m.submodules[f"mult_mem{ln}"] = mult_mem[ln]
             m.submodules[f"shift_mem{ln}"] = shift_mem[ln]
+            m.submodules[f"bias_mem{ln}"] = bias_mem[ln]
 
         # components
         m.submodules.host = host = HostPort(cfg)
@@ -114,7 +116,7 @@ class Engine(wiring.Component):
         wiring.connect(m, host.act_wr, act_mem.w)
         for ln in range(L):
             for port, mem in ((host.kmap_wr, kmap_mem[ln]), (host.mult_wr, mult_mem[ln]),
-                              (host.shift_wr, shift_mem[ln])):
+                              (host.shift_wr, shift_mem[ln]), (host.bias_wr, bias_mem[ln])):
                 m.d.comb += [mem.w.addr.eq(port.addr), mem.w.data.eq(port.data),
                              mem.w.en.eq(port.en)]
         wiring.connect(m, host.out_rd, out_mem.r)
@@ -166,5 +168,6 @@ class Engine(wiring.Component):
             wiring.connect(m, rqs[ln].kmap_rd, kmap_mem[ln].r)
             wiring.connect(m, rqs[ln].mult_rd, mult_mem[ln].r)
             wiring.connect(m, rqs[ln].shift_rd, shift_mem[ln].r)
+            wiring.connect(m, rqs[ln].bias_rd, bias_mem[ln].r)
             wiring.connect(m, rqs[ln].out_wr, out_mem.w[ln])
         return m

@@ -114,7 +114,7 @@ class HostPort(wiring.Component):
         ``busy``.
     pe_busy, pe_macs : In(32).array(P)
         The PEs' counters.
-    act_wr, wgt_wr[p], wval_wr[p], kmap_wr, mult_wr, shift_wr : Out(WritePortSignature(...))
+    act_wr, wgt_wr[p], wval_wr[p], kmap_wr, mult_wr, shift_wr, bias_wr : Out(...)
         Writes to the memories.
     enc_wr : In(WritePortSignature(...))
         The re-encoder's activation chunk writes, merged into ``act_wr``.
@@ -142,6 +142,7 @@ class HostPort(wiring.Component):
                                               kmap_bits(cfg))),
             "mult_wr": Out(WritePortSignature(addr_bits(cfg.max_filters), signed(16))),
             "shift_wr": Out(WritePortSignature(addr_bits(cfg.max_filters), 6)),
+            "bias_wr": Out(WritePortSignature(addr_bits(cfg.max_filters), signed(32))),
             "out_rd": Out(out_rd), "enc_rd": In(out_rd),
         })
 
@@ -210,6 +211,8 @@ class HostPort(wiring.Component):
             self.mult_wr.en.eq(host_wr & hb_rg["MULT"]),
             self.shift_wr.addr.eq(offset), self.shift_wr.data.eq(hb_wdata[0:6]),
             self.shift_wr.en.eq(host_wr & hb_rg["SHIFT"]),
+            self.bias_wr.addr.eq(offset), self.bias_wr.data.eq(hb_wdata),
+            self.bias_wr.en.eq(host_wr & hb_rg["BIAS"]),
         ]
         wbits = wgt_entry_layout(cfg).size
         for p in range(P):

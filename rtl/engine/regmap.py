@@ -107,6 +107,8 @@ REGIONS: tuple[Region, ...] = (
                            "(a value >= K marks an empty slot)"),
     Region("MULT", 3, "W", "requant multiplier of output channel `k` at `k` (int16)"),
     Region("SHIFT", 4, "W", "requant shift of output channel `k` at `k` (0..47)"),
+    Region("BIAS", 6, "W", "bias of output channel `k` at `k` (int32, added to the "
+                           "accumulator before requantization and in raw mode)"),
     Region("OUT", 5, "R", "output `(k, y, x)` at `((k / L) * Ho * Wo + y * Wo + x) * L + "
                           "k mod L` with L = `out_lanes` (int32 raw, or int8 sign-extended)"),
     Region("WGT", 16, "W", "weight chunk `e` of PE `p` (its mask, then the WVAL address of "

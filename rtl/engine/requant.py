@@ -2,25 +2,27 @@
 
 For a result of filter slot ``slot`` and pixel ``pix`` it reads the filter index k
 (``KMAP[slot]``; a value >= K marks an empty slot, whose result is dropped), then k's
-multiplier and shift, and writes the output word at ``(k / L) * Ho * Wo + pix`` of its
-lane's bank (L = ``out_lanes``; the lane holds the filters with ``k mod L`` equal to its
-index, so ``k / L`` is a shift): the raw int32
-accumulator (MODE bit 0) or::
+multiplier, shift and bias, and writes the output word at ``(k / L) * Ho * Wo + pix`` of
+its lane's bank (L = ``out_lanes``; the lane holds the filters with ``k mod L`` equal to
+its index, so ``k / L`` is a shift): the biased accumulator ``b = acc + bias[k]``
+(wrapped to ``acc_width`` bits, like the accumulator) as a raw int32 word (MODE bit 0),
+or::
 
-    y = (acc * mult[k] + 2^(shift[k] - 1)) >> shift[k]     (arithmetic shift; no rounding
-                                                            term when shift = 0)
+    y = (b * mult[k] + 2^(shift[k] - 1)) >> shift[k]     (arithmetic shift; no rounding
+                                                          term when shift = 0)
     y = max(y, 0) if MODE bit 1 (ReLU);  clamped to -128..127, sign-extended to 32 bits
 
-(``sim/conv.py:requantize`` is the same formula.) It never stalls: one result a cycle
-in, one write a cycle out, :data:`REQUANT_STAGES` cycles later.
+(``sim/conv.py:add_bias`` and ``requantize`` are the same formulas.) It never stalls: one
+result a cycle in, one write a cycle out, :data:`REQUANT_STAGES` cycles later.
 
 Timing rules: every memory's output is registered before it is used (the KMAP index
-before it addresses the next memories, the multiplier and shift before the DSP
-products), and the products' operands are registered again in registers of their own,
-which the placer puts beside the DSP blocks; the product is split in two 16-bit-operand
-halves; the rounding add, the full sum, the shift in two steps (multiples of 8, then
-0..7) and the clamp each have a cycle; ReLU and the clamp decide from y's bits (OR / AND
-trees), not from comparators.
+before it addresses the next memories; the multiplier, shift and bias, whose registers
+beside the memories drive only a second register each); the bias is added on the way
+from those second registers into the products' operand registers, which the placer puts
+beside the DSP blocks; the product is split in two 16-bit-operand halves; the rounding
+add, the full sum, the shift in two steps (multiples of 8, then 0..7) and the clamp each
+have a cycle; ReLU and the clamp decide from y's bits (OR / AND trees), not from
+comparators.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ from .regmap import desc_layout
 
 __all__ = ["Requantizer", "REQUANT_STAGES"]
 
-# registers from a collected result to its write: Y (KMAP read), Y2, Z (multiplier and
-# shift read), Z2, Z3 (product operands), B, C, E, F, G, H
-REQUANT_STAGES = 11
+# registers from a collected result to its write: Y (KMAP read), Y2, Z (multiplier,
+# shift and bias read), Z2, A (the bias again), Z3 (bias added: product operands), B, C, E, F, G, H
+REQUANT_STAGES = 12
 
 
 class Requantizer(wiring.Component):
@@ -51,8 +53,9 @@ class Requantizer(wiring.Component):
     Members
     -------
     i : In(stream.Signature(collected_layout(cfg), always_ready=True))
-    kmap_rd, mult_rd, shift_rd : Out(ReadPortSignature(...))
-        The KMAP (filter of each slot), MULT (int16) and SHIFT (0..47) memories.
+    kmap_rd, mult_rd, shift_rd, bias_rd : Out(ReadPortSignature(...))
+        The KMAP (filter of each slot), MULT (int16), SHIFT (0..47) and BIAS (int32)
+        memories.
     out_wr : Out(WritePortSignature(lane_addr_bits(cfg), 32))
         The lane's bank of the output memory.
     retired : Out(1)
@@ -72,6 +75,7 @@ class Requantizer(wiring.Component):
             "kmap_rd": Out(ReadPortSignature(addr_bits(nslots), kmap_bits(cfg))),
             "mult_rd": Out(ReadPortSignature(addr_bits(cfg.max_filters), signed(16))),
             "shift_rd": Out(ReadPortSignature(addr_bits(cfg.max_filters), 6)),
+            "bias_rd": Out(ReadPortSignature(addr_bits(cfg.max_filters), signed(32))),
             "out_wr": Out(WritePortSignature(lane_addr_bits(cfg), 32)),
             "retired": Out(1),
             "desc": In(desc_layout()), "npix": In(32), "start": In(1),
@@ -95,15 +99,28 @@ class Requantizer(wiring.Component):
         m.d.sync += [y2_valid.eq(y_valid), y2_acc.eq(y_acc), y2_pix.eq(y_pix),
                      kval.eq(self.kmap_rd.data)]
         m.d.comb += [self.mult_rd.addr.eq(kval), self.shift_rd.addr.eq(kval),
-                     self.mult_rd.en.eq(1), self.shift_rd.en.eq(1)]
+                     self.bias_rd.addr.eq(kval), self.mult_rd.en.eq(1),
+                     self.shift_rd.en.eq(1), self.bias_rd.en.eq(1)]
         z_valid, z_acc, z_pix, z_k = Signal(), Signal(signed(acc_w)), Signal(oa_bits), Signal(kb)
         m.d.sync += [z_valid.eq(y2_valid), z_acc.eq(y2_acc), z_pix.eq(y2_pix), z_k.eq(kval)]
-        # Z2: the multiplier and shift registered out of their memories
+        # Z2: the multiplier, shift and bias registered out of their memories
         z2_valid, z2_acc, z2_pix, z2_k = (Signal(), Signal(signed(acc_w)), Signal(oa_bits),
                                           Signal(kb))
-        z_mult, z_shift = Signal(signed(16)), Signal(6)
+        z_mult, z_shift, z_bias = Signal(signed(16)), Signal(6), Signal(signed(32))
         m.d.sync += [z2_valid.eq(z_valid), z2_acc.eq(z_acc), z2_pix.eq(z_pix), z2_k.eq(z_k),
-                     z_mult.eq(self.mult_rd.data), z_shift.eq(self.shift_rd.data)]
+                     z_mult.eq(self.mult_rd.data), z_shift.eq(self.shift_rd.data),
+                     z_bias.eq(self.bias_rd.data)]
+        # A: the bias in a register of its own (the one beside its memory drives nothing
+        # else); the multiplier and shift wait
+        a_valid, a_acc, a_pix, a_k = (Signal(), Signal(signed(acc_w)), Signal(oa_bits),
+                                      Signal(kb))
+        a_mult, a_shift, a_bias = Signal(signed(16)), Signal(6), Signal(signed(32))
+        m.d.sync += [a_valid.eq(z2_valid), a_acc.eq(z2_acc), a_pix.eq(z2_pix),
+                     a_k.eq(z2_k), a_mult.eq(z_mult), a_shift.eq(z_shift),
+                     a_bias.eq(z_bias)]
+        # the biased accumulator, wrapped to acc_width bits
+        biased = Signal(signed(acc_w))
+        m.d.comb += biased.eq(a_acc + a_bias)
         # Z3: the product operands in registers of their own (one load each: they sit
         # beside the DSP blocks, away from the memories' output registers)
         z3_valid, z3_acc, z3_pix, z3_k = (Signal(), Signal(signed(acc_w)), Signal(oa_bits),
@@ -111,10 +128,10 @@ class Requantizer(wiring.Component):
         z3_shift = Signal(6)
         a_lo, a_hi = Signal(16), Signal(signed(acc_w - 16))
         m_lo, m_hi = Signal(signed(16)), Signal(signed(16))
-        m.d.sync += [z3_valid.eq(z2_valid), z3_acc.eq(z2_acc), z3_pix.eq(z2_pix),
-                     z3_k.eq(z2_k), z3_shift.eq(z_shift),
-                     a_lo.eq(z2_acc[0:16]), a_hi.eq(z2_acc[16:].as_signed()),
-                     m_lo.eq(z_mult), m_hi.eq(z_mult)]
+        m.d.sync += [z3_valid.eq(a_valid), z3_acc.eq(biased), z3_pix.eq(a_pix),
+                     z3_k.eq(a_k), z3_shift.eq(a_shift),
+                     a_lo.eq(biased[0:16]), a_hi.eq(biased[16:].as_signed()),
+                     m_lo.eq(a_mult), m_hi.eq(a_mult)]
         # B: partial products (acc = hi * 2^16 + lo), the rounding term, the address
         # product; C: low part + rounding, the address; E: the full sum
         b_valid, b_keep = Signal(), Signal()
