@@ -10,7 +10,7 @@ wait on the simulator; with a serial port, :func:`run_sync` runs one to completi
 * :meth:`Board.load`: a tensor as memory images in a chosen format (bitmap, rle, nm; split
   along its second axis until each image fits a request), decoded by the hardware;
 * :meth:`Board.run_layer`: a whole layer (``sim.conv.make_job``): weights and activations
-  as images, KMAP / MULT / SHIFT and the descriptor as words (the load's requests
+  as images, KMAP / MULT / SHIFT / BIAS and the descriptor as words (the load's requests
   pipelined), start, wait, read the outputs and the counters.
 """
 
@@ -275,7 +275,7 @@ class Board:
     async def load_job(self, job: Job, w: np.ndarray, a: np.ndarray, weight_format: str,
                        act_format: str) -> None:
         """The job's memories: the activations and every PE's weights as images; KMAP,
-        MULT, SHIFT and the descriptor as words; all requests pipelined, the load's
+        MULT, SHIFT, BIAS and the descriptor as words; all requests pipelined, the load's
         bytes and time added to :attr:`stats`."""
         from ..rtl.engine.layouts import fmax_slots
 
@@ -302,6 +302,8 @@ class Board:
         await self.write(REGION["KMAP"] << REGION_SHIFT, kmap, wait=False)
         await self.write(REGION["MULT"] << REGION_SHIFT, job.mult, wait=False)
         await self.write(REGION["SHIFT"] << REGION_SHIFT, job.shift, wait=False)
+        await self.write(REGION["BIAS"] << REGION_SHIFT, [b & 0xFFFF_FFFF for b in job.bias],
+                         wait=False)
         d = job.descriptor()
         values = {REG[name]: d["raw"] | d["relu"] << 1 if name == "MODE"
                   else d[_DESC_FIELDS[name]] for name in DESC}

@@ -7,11 +7,16 @@ The job (JSON in ``DS_JOB``) holds ``divisor`` (clock cycles a bit) and a list o
 ``steps``:
 
 * ``{"layer": {...}}``: ``w``, ``a``, ``stride``, ``pad``, ``requant`` (or null), ``relu``,
-  ``weight_format``, ``act_format``: the layer through ``Board.run_layer``; the record
-  holds what ``scripts/layer.py`` makes its stats from, plus the load's bytes and cycles;
+  ``bias`` (optional), ``weight_format``, ``act_format``: the layer through
+  ``Board.run_layer`` (its load pipelined); the record holds what ``scripts/layer.py``
+  makes its stats from, plus the load's bytes, requests and cycles;
+* ``{"rerun": true}``: the last layer started again without loading it, its record;
 * ``{"frames": [hex, ...]}``: raw request bytes sent one frame at a time, each reply
-  recorded (``[code, detail, words]``; a frame that gets no reply records null);
-* ``{"read": [addr, n]}``: words read (to check that refused frames wrote nothing).
+  recorded as ``[code, detail, words, stray]`` (``stray``: bytes that arrived in the
+  pause after a refused reply, 0 from a sound system; a frame that gets no reply records
+  null), and the cycles the step took;
+* ``{"read": [addr, n]}``: words read (to check that refused frames wrote nothing);
+* ``{"status": true}``: the STATUS words.
 """
 
 from __future__ import annotations
@@ -24,10 +29,15 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
-from doublesparse.scripts.host import Board, LinkTimeout
+from doublesparse.rtl.system.protocol import FRAME_TIMEOUT_BYTES, Reply
+from doublesparse.scripts.host import Board, LinkTimeout, LoadStats
 from doublesparse.sim.config import Config
 from doublesparse.sim.conv import make_job
 from doublesparse.tb.cocotb_util import start_and_reset
+
+#: cycles a frame of the ``frames`` step may wait for its reply (the frames are small: the
+#: timeout, a LOAD's two decode passes and the reply fit well within)
+FRAME_REPLY_CYCLES = 100_000
 
 
 class SimLink:
@@ -72,6 +82,38 @@ class SimLink:
             waited += 10 * self.div
         return bytes(self.rx.popleft() for _ in range(n))
 
+    async def resync(self) -> bytes:
+        """Silent for ``FRAME_TIMEOUT_BYTES`` byte times and one more (the system's pause
+        after a refusal); the bytes that arrived meanwhile."""
+        await ClockCycles(self.dut.clk, (FRAME_TIMEOUT_BYTES + 1) * 10 * self.div)
+        out = bytes(self.rx)
+        self.rx.clear()
+        return out
+
+
+def _layer_job(s: dict, cfg: Config):
+    w, a = np.array(s["w"], dtype=np.int64), np.array(s["a"], dtype=np.int64)
+    rq = None if s["requant"] is None else (np.array(s["requant"][0]),
+                                             np.array(s["requant"][1]))
+    return w, a, make_job(w, a, cfg, s["stride"], s["pad"], rq, s["relu"],
+                          bias=s.get("bias"))
+
+
+async def _frames(board: Board, link: SimLink, frames: list[str]) -> dict:
+    recs = []
+    t0 = link.now()
+    for hexframe in frames:
+        await link.send(bytes.fromhex(hexframe))
+        link.timeout, timeout = FRAME_REPLY_CYCLES, link.timeout
+        try:
+            _, code, detail, words, _ = await board.recv_reply()
+            stray = len(await link.resync()) if code != Reply.OK else 0
+            recs.append([code, detail, words, stray])
+        except LinkTimeout:
+            recs.append(None)
+        link.timeout = timeout
+    return {"replies": recs, "cycles": link.now() - t0}
+
 
 @cocotb.test()
 async def system_job(dut):
@@ -84,37 +126,30 @@ async def system_job(dut):
     link = SimLink(dut, div, job.get("timeout_cycles", 2_000_000))
     board = Board(link, cfg)
     out = {"steps": []}
+    last = None
     for step in job["steps"]:
         if "layer" in step:
             s = step["layer"]
-            w, a = np.array(s["w"], dtype=np.int64), np.array(s["a"], dtype=np.int64)
-            rq = None if s["requant"] is None else (np.array(s["requant"][0]),
-                                                     np.array(s["requant"][1]))
-            jb = make_job(w, a, cfg, s["stride"], s["pad"], rq, s["relu"])
+            w, a, last = _layer_job(s, cfg)
             t0 = cocotb.utils.get_sim_time("ns")
-            board.stats.request_bytes = board.stats.reply_bytes = 0
-            board.stats.load_time = 0.0
-            await board.load_job(jb, w, a, s["weight_format"], s["act_format"])
+            board.stats = LoadStats()
+            await board.load_job(last, w, a, s["weight_format"], s["act_format"])
             load_ns = cocotb.utils.get_sim_time("ns") - t0
-            rec = await board.run_layer_loaded(jb)
-            rec.update(load_request_bytes=board.stats.request_bytes,
-                       load_reply_bytes=board.stats.reply_bytes,
-                       load_ns=load_ns,
-                       load_request_cycles=board.stats.load_time,
-                       images=dict(board.stats.images))
+            st = board.stats
+            rec = await board.run_layer_loaded(last)
+            rec.update(load_request_bytes=st.request_bytes, load_reply_bytes=st.reply_bytes,
+                       load_requests=st.requests, load_pipelined=st.pipelined,
+                       load_ns=load_ns, load_request_cycles=st.load_time,
+                       images=dict(st.images))
             out["steps"].append(rec)
+        elif "rerun" in step:
+            out["steps"].append(await board.run_layer_loaded(last))
         elif "frames" in step:
-            recs = []
-            for hexframe in step["frames"]:
-                await link.send(bytes.fromhex(hexframe))
-                try:
-                    _, code, detail, words, _ = await board.recv_reply()
-                    recs.append([code, detail, words])
-                except LinkTimeout:
-                    recs.append(None)
-            out["steps"].append({"replies": recs})
+            out["steps"].append(await _frames(board, link, step["frames"]))
         elif "read" in step:
             out["steps"].append({"words": await board.read(*step["read"])})
+        elif "status" in step:
+            out["steps"].append(await board.status())
     await RisingEdge(dut.clk)
     await ReadOnly()
     with open(job["out"], "w") as f:

@@ -96,8 +96,13 @@ class StreamLink:
         """Silent until the system's flush after a refusal is over (the timeout)."""
         return await self.quiet(TIMEOUT + 2)
 
-    async def drain(self, quiet: int) -> list:
-        """Every reply that arrives until ``quiet`` cycles pass without a byte."""
+    async def drain(self, quiet: int, budget: int = 20_000) -> list:
+        """Every reply that arrives until ``quiet`` cycles pass without a byte after the
+        first (waited for at most ``budget`` cycles: a LOAD decodes its image twice)."""
+        for _ in range(budget):
+            if self.buf:
+                break
+            await self._cycle()
         replies, data = [], await self.quiet(quiet)
         while data:
             try:
