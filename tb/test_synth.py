@@ -7,9 +7,13 @@ Yosys or nextpnr)."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
+from amaranth import Elaboratable, Module, Signal
+from amaranth.lib import io
 
 from doublesparse.scripts.synth import ECO_NEAR, SynthError, eco_bram_registers
 
@@ -264,3 +268,281 @@ def test_cli_default_flow(tmp_path, monkeypatch) -> None:
     for extra in ([], ["--no-eco"], ["--eco"], ["--seed", "2", "--eco"], ["--seeds", "1,3"]):
         assert main(["synth", "--build-dir", bd, *extra]) == 0
     assert got == [([1], False), ([1], False), ([1], True), ([2], True), ([1, 3], False)], got
+
+
+# -- the flow that talks: nextpnr's JSON report, live progress, tool failures, the cache ------
+SAMPLES = Path(__file__).parent / "synth_samples"
+
+
+def test_nextpnr_report_samples(tmp_path) -> None:
+    """nextpnr's ``--report`` JSON, captured from tiny nextpnr-ice40 and nextpnr-ecp5 runs
+    (a counter; an 8x8 multiply-accumulate): Fmax and constraint per clock, used and
+    available per cell type, and the report's figures under the old keys."""
+    from doublesparse.scripts import synth as synth_mod
+
+    ice = synth_mod.nextpnr_report(SAMPLES / "nextpnr_ice40_report.json")
+    assert ice["clocks"] == {"cd_sync.clk": {"fmax_mhz": 78.15,
+                                             "target_mhz": pytest.approx(24.0004),
+                                             "met": True}}
+    assert ice["utilisation"]["ICESTORM_LC"] == {"used": 44, "available": 5280}
+    assert ice["utilisation"]["ICESTORM_RAM"] == {"used": 0, "available": 30}
+    ecp = synth_mod.nextpnr_report(SAMPLES / "nextpnr_ecp5_report.json")
+    assert ecp["clocks"]["$glbnet$clk$TRELLIS_IO_IN"]["fmax_mhz"] == 120.31
+    assert ecp["clocks"]["$glbnet$clk$TRELLIS_IO_IN"]["met"] is True
+    assert {t: u["used"] for t, u in ecp["utilisation"].items() if u["used"]} == {
+        "DCCA": 1, "MULT18X18D": 1, "TRELLIS_COMB": 22, "TRELLIS_FF": 32, "TRELLIS_IO": 33}
+    assert synth_mod.nextpnr_report(tmp_path / "none.json") is None
+    # _parse prefers the report over the log (whose figures here are different)
+    for board, sample, want in (
+            ("icebreaker", "nextpnr_ice40_report.json",
+             {"fmax_mhz": 78.15, "luts": 44, "ffs": 3, "multipliers": 0, "brams": 0}),
+            ("ulx3s-85f", "nextpnr_ecp5_report.json",
+             {"fmax_mhz": 120.31, "luts": 22, "ffs": 32, "multipliers": 1, "brams": 0})):
+        d = tmp_path / board
+        d.mkdir()
+        (d / "top.tim").write_text(
+            "Info: Max frequency for clock 'x': 1.00 MHz (FAIL at 24.00 MHz)\n"
+            "Info: \t ICESTORM_LC:   9/  5280    0%\nInfo: \t TRELLIS_COMB:   9/  83640    0%\n")
+        (d / "top.rpt").write_text("2.50. Printing statistics.\n\n=== top ===\n"
+                                   "        2   SB_DFF\n        1   SB_DFFE\n")
+        (d / "top.nextpnr.json").write_bytes((SAMPLES / sample).read_bytes())
+        got = synth_mod._parse(board, d, "top")
+        assert {k: got[k] for k in want} == want, got
+        assert got["figures_from"] == "nextpnr report top.nextpnr.json"
+        assert got["clocks"] and got["utilisation"]
+        # without the report: the log's figures, as before
+        (d / "top.nextpnr.json").unlink()
+        old = synth_mod._parse(board, d, "top")
+        assert old["fmax_mhz"] == 1.0 and old["luts"] == 9 and "clocks" not in old
+
+
+def test_progress_of_tool_lines() -> None:
+    """The stage and progress read from the tools' output lines."""
+    from doublesparse.scripts.synth import _progress_of
+
+    cases = [
+        ("yosys", "2.48. Executing ABC pass (technology mapping using ABC).", (None, "ABC")),
+        ("yosys", "1. Executing RTLIL frontend.", (None, "RTLIL frontend")),
+        ("nextpnr-ice40", "Info: Packing constants..", ("netlist packing", None)),
+        ("nextpnr-ecp5", "Info: Running main analytical placer, max placement attempts per "
+                         "cell = 10000.", ("placement", None)),
+        ("nextpnr-ecp5", "Info: Routing..", ("routing", None)),
+        ("nextpnr-ecp5", "Info:     iter=7 wires=48730 overused=1226 overuse=1250 archfail=NA",
+         ("routing", "iteration 7, 1226 wires overused (overuse 1250)")),
+        ("nextpnr-ice40", "Info:       3000 |     1100       1900 |  900  1000 |      4321| "
+                          "     0.12       0.30|", ("routing", "3000 arcs routed, 4321 left")),
+        ("nextpnr-ice40", "Info: Max frequency for clock 'clk_$glb_clk': 26.50 MHz (PASS at "
+                          "24.00 MHz)", (None, "Fmax clk_$glb_clk 26.50 MHz (PASS)")),
+        ("nextpnr-ice40", "Info: Checksum: 0x6d122afc", (None, None)),
+        ("icepack", "Info: Routing..", (None, None)),
+    ]
+    for tool, line, want in cases:
+        assert _progress_of(tool, line) == want, (tool, line)
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_not_a_tty() -> None:
+    """Without a terminal: a line per stage change, router progress at most once every
+    PROGRESS_EVERY seconds, messages as they come; nothing drawn in place."""
+    import io
+
+    from doublesparse.scripts.synth import PROGRESS_EVERY, _Progress
+
+    lines, out, clk = [], io.StringIO(), _Clock()
+    p = _Progress(lines.append, stream=out, tty=False, clock=clk)
+    p.stage("", "synthesis")
+    p.stage("", "synthesis")          # no change, no line
+    clk.t += 65
+    p.message("synth: nextpnr (top.tim)")
+    p.stage("", "routing")
+    for i in range(1, 40):             # a router iteration a second
+        clk.t += 1
+        p.detail("", f"iteration {i}, {100 - i} wires overused (overuse {100 - i})")
+        p.tick()
+    assert lines[:3] == ["synth [0:00] synthesis", "synth: nextpnr (top.tim)",
+                         "synth [1:05] routing"], lines
+    assert lines[3:] == ["synth [1:35] routing (iteration 30, 70 wires overused (overuse 70))"]
+    assert PROGRESS_EVERY == 30.0
+    p.done("")
+    clk.t += 100
+    p.tick()                           # nothing running: no line
+    assert len(lines) == 4 and out.getvalue() == ""
+
+
+def test_progress_tty() -> None:
+    """On a terminal: one status line redrawn in place (carriage return), cleared before a
+    message; stage changes are not separate lines."""
+    import io
+
+    from doublesparse.scripts.synth import _Progress
+
+    lines, out, clk = [], io.StringIO(), _Clock()
+    p = _Progress(lines.append, stream=out, tty=True, clock=clk)
+    p.stage("seed 1", "placement")
+    clk.t += 125
+    p.stage("seed 2", "routing")
+    p.detail("seed 2", "iteration 3, 12 wires overused (overuse 14)")
+    p.tick()
+    p.message("synth: seed 1: 101.5 MHz")
+    p.done("seed 1")
+    p.done("seed 2")
+    assert lines == ["synth: seed 1: 101.5 MHz"]
+    frames = out.getvalue().split("\r")
+    assert "synth [0:00] seed 1: placement" in frames
+    assert any(f.startswith("synth [2:05] seed 1: placement | seed 2: routing (iteration 3, "
+                            "12 wires overused (overuse 14))") for f in frames), frames
+    assert frames[-1] == ""            # the line is cleared at the end
+
+
+def test_tool_failure_shows_log_tail(tmp_path) -> None:
+    """A tool's nonzero exit: the error names the tool, its exit status, the log file and
+    the log's last 20 lines; the whole output is in the log (the tool's own log when it
+    writes one)."""
+    import sys
+
+    from doublesparse.scripts import synth as synth_mod
+
+    talk = "import sys\nfor i in range(1, 31): print(f'line {i}', flush=True)\nsys.exit(3)\n"
+    log = tmp_path / "tool.log"
+    with pytest.raises(SynthError) as e:
+        synth_mod._check_run([sys.executable, "-c", talk], tmp_path, log, "nextpnr")
+    msg = str(e.value)
+    assert msg.splitlines()[0] == f"nextpnr failed: exit status 3 (log: {log}); its last lines:"
+    assert [ln.strip(" |") for ln in msg.splitlines()[1:]] == [f"line {i}"
+                                                               for i in range(11, 31)]
+    assert log.read_text().splitlines() == [f"line {i}" for i in range(1, 31)]
+    # a tool writing its own log (-l / --log): that file's tail, quiet flags dropped
+    own = ("import sys\nargs = sys.argv[1:]\nassert '-q' not in args\n"
+           "open(args[args.index('--log') + 1], 'w').write('\\n'.join(f'log {i}' for i in "
+           "range(25)) + '\\nERROR: no BELs left\\n')\nprint('stdout only')\nsys.exit(1)\n")
+    with pytest.raises(SynthError, match=r"(?s)^yosys failed: exit status 1 \(log: .*own\.log\)"
+                                         r".*log 24\n  \| ERROR: no BELs left$"):
+        synth_mod._check_run([sys.executable, "-c", own, "-q", "--log", "own.log"], tmp_path,
+                             tmp_path / "own.log", "yosys")
+    with pytest.raises(SynthError, match=r"yosys failed: it did not start"):
+        synth_mod._check_run([str(tmp_path / "missing-tool")], tmp_path, log, "yosys")
+
+
+class _Tiny(Elaboratable):
+    """A counter on an iCEBreaker LED: the smallest design through the whole flow."""
+
+    def __init__(self, width: int = 20):
+        self.width = width
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.led = led = io.Buffer("o", platform.request("led_r", 0, dir="-"))
+        cnt = Signal(self.width)
+        m.d.sync += cnt.eq(cnt + 1)
+        m.d.comb += led.o.eq(cnt[-1])
+        return m
+
+
+@pytest.fixture
+def tiny_flow(tmp_path, monkeypatch):
+    """synth() on the iCEBreaker with board_plan making the plan of :class:`_Tiny`
+    (``width`` in the returned dict), the build cache in a folder of its own."""
+    from doublesparse.scripts import synth as synth_mod
+
+    monkeypatch.setenv(synth_mod.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(synth_mod.CACHE_ENV, raising=False)
+    design = {"width": 20}
+
+    def plan(board, cfg, mhz, opts, name, top="system", baud=0):
+        return synth_mod._platform(board, mhz).prepare(_Tiny(design["width"]), name,
+                                                       nextpnr_opts=opts, emit_src=False)
+
+    monkeypatch.setattr(synth_mod, "board_plan", plan)
+    return design
+
+
+def test_tiny_build_progress_and_cache(tmp_path, monkeypatch, tiny_flow) -> None:
+    """The whole flow on a tiny iCE40 design with the real tools: the figures come from
+    nextpnr's report, the stages are reported; the same build again comes from the cache
+    without running a tool, with the same figures and a copy of the bitstream; a changed
+    design, seed, option or a bypassed cache build again."""
+    import time
+
+    from doublesparse.scripts import synth as synth_mod
+    from doublesparse.sim.config import Config
+
+    lines: list[str] = []
+    t0 = time.time()
+    first = synth_mod.synth("icebreaker", Config(), tmp_path / "a", 24.0, top="bridge",
+                            progress=lines.append)
+    built = time.time() - t0
+    assert first["figures_from"] == "nextpnr report top.nextpnr.json"
+    assert first["luts"] > 20 and first["ffs"] >= 20 and first["brams"] == 0
+    assert first["fmax_mhz"] > 24 and first["timing_met"] is True
+    assert first["clocks"]["cd_sync.clk"]["fmax_mhz"] == first["fmax_mhz"]
+    assert first["utilisation"]["ICESTORM_LC"]["used"] == first["luts"]
+    assert first["cache"]["hit"] is False and Path(first["bitstream"]).is_file()
+    stages = [ln.split("] ", 1)[1] for ln in lines if ln.startswith("synth [")]
+    assert stages[:1] == ["synthesis"] and stages[-1] == "packing bitstream", lines
+    assert "placement" in stages and "routing" in stages, lines
+    for f in ("top.rpt", "top.tim", "top.pack.log", "top.nextpnr.json"):
+        assert (tmp_path / "a" / f).is_file(), f
+
+    def no_tools(cmd, cwd, log, what):
+        raise SynthError(f"tool ran: {what}")
+
+    monkeypatch.setattr(synth_mod, "_check_run", no_tools)
+    lines.clear()
+    t0 = time.time()
+    again = synth_mod.synth("icebreaker", Config(), tmp_path / "b", 24.0, top="bridge",
+                            progress=lines.append)
+    cached = time.time() - t0
+    key = first["cache"]["key"]
+    assert again["cache"]["hit"] is True and again["cache"]["key"] == key
+    assert any(f"from the build cache (key {key}" in ln for ln in lines), lines
+    for k in ("fmax_mhz", "luts", "ffs", "multipliers", "brams", "clocks", "utilisation",
+              "seconds", "timing_met"):
+        assert again[k] == first[k], k
+    assert again["bitstream"] == str(tmp_path / "b" / "top.bin")
+    assert Path(again["bitstream"]).read_bytes() == Path(first["bitstream"]).read_bytes()
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["cache"]["hit"] is True
+    assert cached < 10 and cached < built, (cached, built)
+    # what changes the build misses the cache (and so runs the tools)
+    for change in ({"nextpnr_opts": "--seed 3"}, {"clock_mhz": 30.0}, {"design": 21},
+                   {"env": "0"}):
+        kw = {"clock_mhz": 24.0, **{k: v for k, v in change.items() if k not in
+                                     ("design", "env")}}
+        tiny_flow["width"] = change.get("design", 20)
+        if "env" in change:
+            monkeypatch.setenv(synth_mod.CACHE_ENV, change["env"])
+        with pytest.raises(SynthError, match="tool ran: yosys"):
+            synth_mod.synth("icebreaker", Config(), tmp_path / "c", top="bridge", **kw)
+    monkeypatch.delenv(synth_mod.CACHE_ENV)
+    tiny_flow["width"] = 20
+    with pytest.raises(SynthError, match="tool ran: yosys"):   # another engine config
+        synth_mod.synth("icebreaker", Config(pes=2), tmp_path / "c", 24.0, top="bridge")
+    with pytest.raises(SynthError, match="tool ran: yosys"):
+        synth_mod.synth("icebreaker", Config(), tmp_path / "c", 24.0, top="bridge",
+                        cache=False)
+    assert synth_mod.synth("icebreaker", Config(), tmp_path / "d", 24.0,
+                           top="bridge")["cache"]["hit"] is True
+
+
+def test_tiny_build_tool_failure(tmp_path, tiny_flow) -> None:
+    """nextpnr refusing its options: the error names nextpnr, its log and the log's tail;
+    nothing is cached."""
+    from doublesparse.scripts import synth as synth_mod
+    from doublesparse.sim.config import Config
+
+    with pytest.raises(SynthError) as e:
+        synth_mod.synth("icebreaker", Config(), tmp_path / "a", 24.0, top="bridge",
+                        nextpnr_opts="--no-such-option")
+    msg = str(e.value)
+    head, *tail = msg.splitlines()
+    assert re.match(r"nextpnr failed: exit status \d+ \(log: .*top\.tim\); its last lines:$",
+                    head), msg
+    assert tail and all(ln.startswith("  | ") for ln in tail) and len(tail) <= 20, msg
+    assert "no-such-option" in msg or "unrecognised" in msg.lower(), msg
+    assert not list((tmp_path / "cache").glob("*/report.json"))
