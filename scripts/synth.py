@@ -456,6 +456,8 @@ def _check_run(cmd: list[str], cwd: Path, log: Path, what: str) -> None:
             out.close()
         if live:
             live.done(job)
+    if own_log and not Path(log).is_file():  # it stopped before opening its log
+        Path(log).write_text("".join(ln + "\n" for ln in kept))
     if rc != 0:
         text = Path(log).read_text(errors="replace").splitlines() if Path(log).is_file() \
             else []
@@ -802,6 +804,51 @@ def cache_key(files: dict[str, str | bytes], options: dict) -> str:
     return h.hexdigest()[:32]
 
 
+def _sources_key(options: dict) -> str | None:
+    """A shortcut to :func:`cache_key` that needs no build plan (making the plan of the
+    ULX3S system takes ~20 s): a digest of the package's sources that make the plan (every
+    ``.py`` file in ``rtl/`` and ``sim/``, and this file), the options, the Python and
+    package versions. :func:`_index_put` records which plan key it led to; a source or
+    version change gives another digest, and the plan key decides again. None when
+    ``board_plan`` is not this module's (a replaced one makes other plans)."""
+    if getattr(board_plan, "__module__", None) != __name__:
+        return None
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    files = [Path(__file__).resolve()] + sorted(
+        p for sub in ("rtl", "sim") for p in (root / sub).rglob("*.py"))
+    try:
+        for f in files:
+            data = f.read_bytes()
+            h.update(f"{f.relative_to(root)}\0{len(data)}\0".encode())
+            h.update(data)
+    except (OSError, ValueError):
+        return None
+    h.update(json.dumps({"flow": CACHE_FLOW, "options": options, "tools": tool_versions(),
+                         "python": sys.version}, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:32]
+
+
+def _index_get(skey: str | None) -> str | None:
+    if skey is None:
+        return None
+    try:
+        key = (cache_root() / "index" / skey).read_text().strip()
+    except OSError:
+        return None
+    return key if re.fullmatch(r"[0-9a-f]{32}", key) else None
+
+
+def _index_put(skey: str | None, key: str) -> None:
+    if skey is None:
+        return
+    try:
+        (cache_root() / "index").mkdir(parents=True, exist_ok=True)
+        (cache_root() / "index" / skey).write_text(key + "\n")
+    except OSError:
+        pass
+
+
 def _cache_get(key: str, build_dir: Path) -> dict | None:
     """A cached build's report with its bitstream copied into ``build_dir`` (None if the
     cache has no complete entry under ``key``)."""
@@ -889,21 +936,31 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     seeds_fmax, best, key = None, None, None
     global _LIVE
     _LIVE = live.start() if live else None
+    options = {"board": board, "config": cfg.to_dict(), "clock_mhz": clock_mhz, "top": top,
+               "baud": baud, "seeds": list(seeds) if seeds else None, "eco": eco,
+               "nextpnr_opts": nextpnr_opts, "name": name}
+    skey = _sources_key(options) if cache else None
+
+    def from_cache(key: str) -> dict | None:
+        hit = _cache_get(key, build_dir)
+        if hit is not None:
+            hit["cache"] = {"key": key, "hit": True, "dir": str(cache_root() / key),
+                            "seconds": round(time.time() - t0, 3)}
+            say(f"synth: result from the build cache (key {key}, {cache_root() / key}; "
+                f"built in {hit.get('seconds', 0):.0f} s; {CACHE_ENV}=0 builds again)")
+            (build_dir / "report.json").write_text(json.dumps(hit, indent=1))
+            _index_put(skey, key)
+        return hit
+
     try:
+        if (key := _index_get(skey)) and (hit := from_cache(key)) is not None:
+            return hit
+        key = None
         # a missed clock target still yields a bitstream and a report (timing_met: false)
         plan = board_plan(board, cfg, clock_mhz, opts, name, top=top, baud=baud)
         if cache and getattr(plan, "files", None) is not None:
-            key = cache_key(plan.files, {
-                "board": board, "config": cfg.to_dict(), "clock_mhz": clock_mhz, "top": top,
-                "baud": baud, "seeds": list(seeds) if seeds else None, "eco": eco,
-                "nextpnr_opts": nextpnr_opts, "name": name})
-            hit = _cache_get(key, build_dir)
-            if hit is not None:
-                hit["cache"] = {"key": key, "hit": True, "dir": str(cache_root() / key),
-                                "seconds": round(time.time() - t0, 3)}
-                say(f"synth: result from the build cache (key {key}, {cache_root() / key}; "
-                    f"built in {hit.get('seconds', 0):.0f} s; {CACHE_ENV}=0 builds again)")
-                (build_dir / "report.json").write_text(json.dumps(hit, indent=1))
+            key = cache_key(plan.files, options)
+            if (hit := from_cache(key)) is not None:
                 return hit
         if pll:
             say(f"synth: {pll.describe()}")
@@ -956,6 +1013,7 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     if key is not None:
         res["cache"] = {"key": key, "hit": False, "dir": str(cache_root() / key)}
         _cache_put(key, res)
+        _index_put(skey, key)
     (build_dir / "report.json").write_text(json.dumps(res, indent=1))
     return res
 

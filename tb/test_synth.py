@@ -546,3 +546,46 @@ def test_tiny_build_tool_failure(tmp_path, tiny_flow) -> None:
     assert tail and all(ln.startswith("  | ") for ln in tail) and len(tail) <= 20, msg
     assert "no-such-option" in msg or "unrecognised" in msg.lower(), msg
     assert not list((tmp_path / "cache").glob("*/report.json"))
+
+
+def test_cache_index_skips_the_plan(tmp_path, monkeypatch) -> None:
+    """The sources digest (package sources, options, versions) points at the plan key of
+    an earlier build, so a hit does not make the build plan; without the entry the plan is
+    made; a replaced board_plan turns the shortcut off."""
+    from doublesparse.scripts import synth as synth_mod
+    from doublesparse.sim.config import Config
+
+    monkeypatch.setenv(synth_mod.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    opts = {"board": "ulx3s-85f", "seeds": [1]}
+    skey = synth_mod._sources_key(opts)
+    assert re.fullmatch(r"[0-9a-f]{32}", skey)
+    assert synth_mod._sources_key({**opts, "seeds": [2]}) != skey
+    key = "0123456789abcdef" * 2
+    entry = tmp_path / "cache" / key
+    entry.mkdir(parents=True)
+    (entry / "top.bit").write_bytes(b"bits")
+    (entry / "report.json").write_text(json.dumps({"fmax_mhz": 101.5, "seconds": 1800.0,
+                                                   "bitstream": "/elsewhere/top.bit"}))
+    synth_mod._index_put("f" * 32, key)
+    made = []
+
+    def plan(*a, **k):
+        made.append(a)
+        raise RuntimeError("plan made")
+
+    monkeypatch.setattr(synth_mod, "_sources_key", lambda options: "f" * 32)
+    monkeypatch.setattr(synth_mod, "board_plan", plan)
+    lines: list[str] = []
+    res = synth_mod.synth("ulx3s-85f", Config(), tmp_path / "b", seeds=[1],
+                          progress=lines.append)
+    assert not made and res["fmax_mhz"] == 101.5 and res["cache"]["key"] == key
+    assert (tmp_path / "b" / "top.bit").read_bytes() == b"bits"
+    assert res["bitstream"] == str(tmp_path / "b" / "top.bit") and res["cache"]["hit"]
+    assert any("from the build cache" in ln for ln in lines), lines
+    (entry / "report.json").unlink()
+    with pytest.raises(SynthError, match="plan made"):
+        synth_mod.synth("ulx3s-85f", Config(), tmp_path / "b", seeds=[1])
+    assert len(made) == 1
+    monkeypatch.undo()
+    monkeypatch.setattr(synth_mod, "board_plan", plan)
+    assert synth_mod._sources_key(opts) is None
