@@ -13,9 +13,11 @@ the fixed seed :data:`SPLIT_SEED`):
 4. symmetric per-output-channel int8 weights and the per-channel integer requantization
    ``(mult, shift)`` the engine applies (``mult`` fits int16, ``shift`` in 0..47);
 5. evaluation of the float and the int8 golden model (``int8_forward``) on every test image,
-   and ``sim/digits_cnn.npz``.
+   ``sim/digits_cnn.npz``, and the same network as a quantized ONNX model (QDQ form,
+   ``sim.onnx_build.digits_onnx``) next to it, ``sim/digits_cnn.onnx``.
 
-Run: ``python -m doublesparse.scripts.train_digits [--seed 0] [--epochs 30] [--out PATH]``.
+Run: ``python -m doublesparse.scripts.train_digits [--seed 0] [--epochs 30] [--out PATH]
+[--onnx PATH]``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..sim.cnn import (
     sparsity,
 )
 from ..sim.conv import im2col, requant_params, requantize
+from ..sim.onnx_build import save_digits_onnx
 
 __all__ = ["train", "main", "TARGET_SPARSITY", "SPLIT_SEED", "requant_params"]
 
@@ -207,16 +210,24 @@ def _int8_logits_batch(net: Network, pixels: np.ndarray) -> np.ndarray:
 # -- training -----------------------------------------------------------------------------
 def train(seed: int = 0, out: Path | str | None = DEFAULT_PATH, epochs: int = 60,
           prune_steps: int = 8, prune_epochs: int = 8, final_epochs: int = 60,
-          batch: int = 32, lr: float = 2e-3, verbose: bool = True) -> Network:
-    """Train, prune, fine-tune, calibrate and quantize; save to ``out`` (unless None).
+          batch: int = 32, lr: float = 2e-3, verbose: bool = True,
+          onnx_out: Path | str | None = None) -> Network:
+    """Train, prune, fine-tune, calibrate and quantize; save to ``out`` (unless None) and,
+    as ONNX, to ``onnx_out`` (default: ``out`` with suffix ``.onnx``; nothing if ``out`` is
+    None).
 
     BLAS runs single-threaded: the matrices are small, so threads only cost time (a lot on
     a busy machine), and the results do not depend on the core count."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        return _train(seed, out, epochs, prune_steps, prune_epochs, final_epochs, batch, lr,
-                      verbose)
+        net = _train(seed, out, epochs, prune_steps, prune_epochs, final_epochs, batch, lr,
+                     verbose)
+    if out is not None:
+        path = save_digits_onnx(net, onnx_out or Path(out).with_suffix(".onnx"))
+        if verbose:
+            print(f"wrote {path} ({path.stat().st_size} bytes)")
+    return net
 
 
 def _train(seed: int, out: Path | str | None, epochs: int, prune_steps: int,
@@ -329,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_PATH)
+    p.add_argument("--onnx", type=Path, default=None,
+                   help="also write the network as a quantized ONNX model here (default: "
+                        "--out with suffix .onnx)")
     p.add_argument("--epochs", type=int, default=60, help="dense epochs (default 60)")
     p.add_argument("--prune-steps", type=int, default=8, help="pruning steps (default 8)")
     p.add_argument("--prune-epochs", type=int, default=8,
@@ -336,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--final-epochs", type=int, default=60,
                    help="fine-tuning epochs with the masks fixed (default 60)")
     a = p.parse_args(argv)
-    train(a.seed, a.out, a.epochs, a.prune_steps, a.prune_epochs, a.final_epochs)
+    train(a.seed, a.out, a.epochs, a.prune_steps, a.prune_epochs, a.final_epochs,
+          onnx_out=a.onnx)
     return 0
 
 
