@@ -2,7 +2,7 @@
 requests through the simulated pins, each refused with the code it must get, nothing
 written, the next jobs correct.
 
-``python -m doublesparse.scripts.bench_uart [--frames N] [--seed S] [--json OUT]``
+``python -m doublesparse.scripts.bench_uart [--frames N] [--seed S] [--sim SIM] [--json OUT]``
 
 One simulation: a layer (requantized, weights and activations as images) is loaded and
 run; the descriptor registers and STATUS are read; ``N`` corrupted requests are sent one at
@@ -13,7 +13,7 @@ would change its outputs: every corrupted LOAD aims at entry 0 with other data) 
 layer is loaded and run. Both layers are compared with the golden model.
 
 The expected code of each request comes from references independent of the RTL: the frame
-rules (``tb/test_frame.py:reference``) and the reference decoder
+rules (``sim/frame_ref.py:reference``) and the reference decoder
 (``sim/formats.py:parse_image``, the detail of BAD_IMAGE). Kinds:
 
 * ``flip``: 1 to 3 bit flips after the sync byte of a LOAD or WRITE (BAD_CRC, or TIMEOUT
@@ -51,6 +51,7 @@ from ..rtl.system.system import FRAME_WORDS
 from ..sim.config import Config
 from ..sim.conv import conv2d_golden, requantize
 from ..sim.formats import crc32_words, encode, parse_image, prune_nm
+from ..sim.frame_ref import reference
 
 __all__ = ["fuzz_frames", "run_fuzz", "KINDS", "DESC_WORDS"]
 
@@ -106,8 +107,6 @@ def fuzz_frames(rng: np.random.Generator, cfg: Config, n: int,
                 buffer_words: int = FRAME_WORDS) -> list[dict]:
     """``n`` corrupted requests: dicts with ``kind``, ``frame`` (hex), ``code`` (the reply
     code it must get) and ``detail`` (the detail it must carry, or None)."""
-    from ..tb.test_frame import reference
-
     kinds = [k for k, share in KINDS.items() for _ in range(share)]
     poison = request_frame(Cmd.WRITE, REG["C"], [999, 999, 999])
     out: list[dict] = []
@@ -293,9 +292,10 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=1000, help="corrupted requests (1000)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
-    res = run_fuzz(args.frames, args.seed)
+    res = run_fuzz(args.frames, args.seed, sim=args.sim)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

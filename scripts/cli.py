@@ -11,8 +11,11 @@ Commands (``doublesparse <command> --help`` gives the options of each):
 - ``run-layer``: one convolution layer through the RTL engine, checked against the golden
   model, with cycle and utilization statistics.
 - ``synth``: a bitstream for a board (ULX3S-85F, iCEBreaker) with Fmax and resources.
-- ``demo``: the pruned int8 digits CNN through the RTL engine layer by layer, checked
-  bit-exact (``--tour``: every block on its own).
+- ``demo``: the pruned int8 digits CNN, imported from ONNX as ``run-net`` does, through
+  the RTL engine layer by layer, checked bit-exact (``--tour``: every block on its own).
+- ``run-net``: a quantized ONNX model (QDQ form) through the RTL engine layer by layer,
+  every engine layer checked bit-exact against the golden model and the outputs against
+  the ONNX reference evaluator (``docs/onnx.md``).
 - ``train-digits``: retrain, prune and quantize the digits CNN (seeded).
 - ``docs``: regenerate the generated sections of the documentation from the committed
   results (``--check``: fail if any is stale).
@@ -23,7 +26,8 @@ limits, a full disk, ...) ends the command with exit status 2 and one line on st
 ``error: <the input or path>: <the problem>``, and is refused before any encoding,
 simulation or synthesis starts where it can be known then. An image the decoder rejects
 exits 3 (with the error code's meaning), a hung RTL run or failed tool 4, an RTL result
-that differs from its reference 5. Output files are written exactly at the path given and
+that differs from its reference 5, a network output beyond 1 LSB of the ONNX reference
+(or with another top-1 class) 6. Output files are written exactly at the path given and
 only whole: to a temporary file in the same folder, then renamed over the path, so a failed
 write leaves no file and an existing one untouched. ``.npy`` / ``.npz`` outputs must be
 named so (numpy would otherwise append the suffix). ``synth`` empties a build folder only
@@ -469,7 +473,22 @@ def cmd_dot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_layer_uart(args, cfg, w, a, requant, relu):
+def _load_bias(path: str, K: int) -> np.ndarray:
+    """The ``--bias`` array: K int32 values, one per output channel."""
+    from ..sim.conv import LayerError, check_bias
+
+    b = _load_array(path)
+    if not isinstance(b, np.ndarray):
+        b.close()
+        raise CliError(f"{path}: a .npz archive; expected one array of K = {K} int32 "
+                       f"biases in a .npy file")
+    try:
+        return check_bias(b, K)
+    except LayerError as e:
+        raise CliError(f"{path}: {e}") from None
+
+
+def _run_layer_uart(args, cfg, w, a, requant, relu, bias):
     """run-layer --via uart: the checks of that path, then the run."""
     from ..sim.formats import is_nm
     from .layer import run_layer_uart
@@ -491,7 +510,7 @@ def _run_layer_uart(args, cfg, w, a, requant, relu):
         try:
             return run_layer_board(w, a, cfg, args.port, args.baud, args.stride, args.pad,
                                    requant, relu, args.weight_format, args.act_format,
-                                   args.fmax)
+                                   args.fmax, bias=bias)
         except (OSError, TimeoutError) as e:   # serial.SerialException is an OSError
             raise CliError(f"--port {args.port}: {e}") from None
     print(f"run-layer --via uart: weights as {args.weight_format}, activations as "
@@ -499,7 +518,7 @@ def _run_layer_uart(args, cfg, w, a, requant, relu):
           flush=True)
     run = run_layer_uart(w, a, cfg, args.stride, args.pad, requant, relu, sim=args.sim,
                          weight_format=args.weight_format, act_format=args.act_format,
-                         waves=args.waves, fmax_mhz=args.fmax)
+                         waves=args.waves, fmax_mhz=args.fmax, bias=bias)
     st = run.stats
     print(f"loaded {st['load_request_bytes']:,} request bytes in {st['load_images']} images; "
           f"UART load throughput {100 * st['uart_load_throughput']:.1f} % of the line rate")
@@ -532,19 +551,20 @@ def cmd_run_layer(args: argparse.Namespace) -> int:
     relu = not args.no_relu
     if args.requant:
         requant, relu = _load_requant(args.requant, w.shape[0], relu)
+    bias = _load_bias(args.bias, w.shape[0]) if args.bias else None
     print(f"run-layer: W {tuple(w.shape)} x A {tuple(a.shape)}, stride {args.stride}, pad "
           f"{args.pad}, {'raw int32' if requant is None else 'requantized int8'}; "
           f"{cfg.pes} PEs (one multiplier each, S = {cfg.scan_width}) under {args.sim} ...",
           flush=True)
     try:
         if args.via == "uart":
-            run = _run_layer_uart(args, cfg, w, a, requant, relu)
+            run = _run_layer_uart(args, cfg, w, a, requant, relu, bias)
         else:
             run = run_layer(w, a, cfg, args.stride, args.pad, requant, relu, sim=args.sim,
                             balance=not args.no_balance, waves=args.waves,
                             dense_weights=dense_weights,
                             dense_acts=args.encoding in ("weight-only", "dense"),
-                            fmax_mhz=args.fmax)
+                            fmax_mhz=args.fmax, bias=bias)
     except LayerError as e:
         raise CliError(str(e)) from None
     st = run.stats
@@ -652,6 +672,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         return demo(_config(args), sim=args.sim, seed=args.seed)
     from ..sim.cnn import NetworkError
+    from ..sim.onnx_import import OnnxImportError
     from .cnn_demo import cnn_demo
 
     if args.images < 1 or args.batch < 1:
@@ -659,9 +680,67 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_output(args.json, "--json")
     try:
         return cnn_demo(_config(args), sim=args.sim, images=args.images, batch=args.batch,
-                        seed=args.seed, network=args.network, json_path=args.json)
-    except NetworkError as e:
+                        seed=args.seed, network=args.network, json_path=args.json,
+                        model=args.model)
+    except (NetworkError, OnnxImportError) as e:
         raise CliError(str(e)) from e
+
+
+def cmd_run_net(args: argparse.Namespace) -> int:
+    from ..sim.onnx_import import OnnxImportError, import_model
+    from .run_net import print_table, run_net
+
+    cfg = _config(args)
+    check_output(args.out, "--out", ".npy")
+    check_output(args.stats, "--stats")
+    if args.batch < 1:
+        raise CliError(f"--batch {args.batch}: must be at least 1")
+    x = _load_array(args.input)
+    if not isinstance(x, np.ndarray):
+        x.close()
+        raise CliError(f"{args.input}: a .npz archive; expected the model's input as one "
+                       f"array in a .npy file")
+    if not np.issubdtype(x.dtype, np.number):
+        raise CliError(f"{args.input}: dtype {x.dtype}; the model takes numbers")
+    try:  # the whole model is mapped before anything is simulated
+        prog = import_model(args.model)
+    except OnnxImportError as e:
+        raise CliError(str(e)) from None
+    print(f"run-net: {args.model} on {args.input} {tuple(x.shape)}; engine layers "
+          + ("on the golden model" if args.sim == "none" else
+             f"through the RTL under {args.sim}, {args.batch} images per run")
+          + f"; {cfg.pes} PEs, S = {cfg.scan_width}", flush=True)
+    try:
+        run = run_net(prog, x, cfg, sim=args.sim, batch=args.batch,
+                      fold=not args.no_fold)
+    except OnnxImportError as e:
+        raise CliError(str(e)) from None
+    print_table(run, args.sim)
+    outs = list(run.outputs.values())
+    write_npy(args.out, outs[0])
+    if args.stats:
+        write_json(args.stats, {"model": str(args.model), "input": str(args.input),
+                                "sim": args.sim, "layers": run.layers, "outputs": run.final,
+                                "rtl_vs_golden_failures": run.failures,
+                                "seconds": run.seconds}, "--stats")
+    print(f"wrote {args.out}" + (f" and {args.stats}" if args.stats else "")
+          + f" ({run.seconds['total']:.1f} s)")
+    if run.failures:
+        for f in run.failures[:10]:
+            print(f"  FAIL {f}", file=sys.stderr)
+        print(f"error: {len(run.failures)} engine runs differ from the golden model",
+              file=sys.stderr)
+        return 5
+    bad = [n for n, f in run.final.items()
+           if f["over_one_lsb"] or f.get("top1_agree", 0) != len(f.get("top1", []))]
+    if bad:
+        print(f"error: output(s) {', '.join(bad)} beyond 1 LSB of the ONNX reference or "
+              f"with another top-1 class", file=sys.stderr)
+        return 6
+    if args.sim != "none":
+        print(f"every engine layer bit-exact with the golden model "
+              f"({len(run.layers)} layers)")
+    return 0
 
 
 def cmd_train_digits(args: argparse.Namespace) -> int:
@@ -794,6 +873,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"'shift' ({REQUANT_SHIFT[0]}..{REQUANT_SHIFT[1]}) [, 'relu']: "
                         f"int8 out")
     r.add_argument("--no-relu", action="store_true", help="requantize without ReLU")
+    r.add_argument("--bias", metavar="B.npy",
+                   help="per-output-channel int32 bias (K values), added to the "
+                        "accumulators before requantization and in raw mode")
     r.add_argument("--no-balance", action="store_true",
                    help="assign filter k to PE k mod P instead of balancing nonzeros")
     r.add_argument("--encoding", choices=["double", "weight-only", "dense"], default="double",
@@ -863,7 +945,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=2026, help="which test images are simulated")
     m.add_argument("--images", type=int, default=20, help="test images through the RTL")
     m.add_argument("--batch", type=int, default=10, help="images per simulator run")
-    m.add_argument("--network", help="network .npz (default: the committed sim/digits_cnn.npz)")
+    m.add_argument("--network", help="network .npz: test split, float model, training "
+                                     "figures (default: the committed sim/digits_cnn.npz)")
+    m.add_argument("--model", help="the network as quantized ONNX, what runs (default: the "
+                                   "committed sim/digits_cnn.onnx)")
     m.add_argument("--json", help="also write the per-layer figures and accuracies (the data "
                                   "of docs/cnn.md: docs/results/cnn.json)")
     m.add_argument("--tour", action="store_true",
@@ -871,6 +956,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "through decoder + PE and a random conv layer through the engine")
     _add_config(m)
     m.set_defaults(func=cmd_demo)
+
+    n = sub.add_parser("run-net", help="a quantized ONNX model (QDQ) through the RTL engine, "
+                                       "checked against the golden model and ONNX")
+    n.add_argument("--model", required=True, help="quantized ONNX model in QDQ form "
+                                                  "(docs/onnx.md)")
+    n.add_argument("--input", required=True, help="float input the model takes (.npy), with "
+                                                  "or without the batch axis")
+    n.add_argument("--sim", choices=SIMS + ("none",), default="verilator",
+                   help="simulator for the engine layers; none: the golden model only")
+    n.add_argument("--batch", type=int, default=10, help="images per simulator run")
+    n.add_argument("--no-fold", action="store_true",
+                   help="run convolutions with fewer input channels than the join width as "
+                        "they are (default: as 1x1 convolutions on their im2col view)")
+    n.add_argument("--out", required=True, help="the model's (first) output (.npy)")
+    n.add_argument("--stats", help="per-layer figures and the comparison (JSON)")
+    _add_config(n)
+    n.set_defaults(func=cmd_run_net)
 
     g = sub.add_parser("train-digits", help="retrain, prune and quantize the digits CNN "
                                             "(seeded; writes the network .npz)")

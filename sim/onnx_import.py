@@ -291,6 +291,7 @@ class _Importer:
             if op.domain not in ("", "ai.onnx"):
                 raise OnnxImportError(f"operator set '{op.domain}' is not supported "
                                       f"(only the standard ONNX operators)")
+        self.fold_constants()
         for i, node in enumerate(g.node):
             if i in self.fused:
                 continue
@@ -323,6 +324,28 @@ class _Importer:
                 raise OnnxImportError(f"output '{o}' is not computed by a supported path")
         return Program(self.model, inp.name, dims, self.outputs, self.steps, self.grid,
                        self.lsb)
+
+    def fold_constants(self) -> None:
+        """Constant nodes and QuantizeLinear / DequantizeLinear of constants, wherever
+        they sit in the graph's order (a bias's DequantizeLinear may follow its layer)."""
+        from onnx import numpy_helper
+
+        changed = True
+        while changed:
+            changed = False
+            for i, node in enumerate(self.g.node):
+                if i in self.fused or node.domain not in ("", "ai.onnx"):
+                    continue
+                if node.op_type == "Constant":
+                    a = next((x for x in node.attribute if x.name == "value"), None)
+                    if a is None:
+                        self.fail(node, "only a tensor 'value' is supported")
+                    self.const[node.output[0]] = numpy_helper.to_array(a.t)
+                elif not (node.op_type in ("QuantizeLinear", "DequantizeLinear")
+                          and self.quantize_const(i, node)):
+                    continue
+                self.fused.add(i)
+                changed = True
 
     def host(self, node) -> None:
         op, a = node.op_type, _attrs(node)
@@ -366,7 +389,7 @@ class _Importer:
         if op not in ("Add",) and len(data) != 1:
             self.fail(node, f"expects one computed input, has {len(data)}")
         out = node.output[0]
-        self.steps.append(HostStep(node.name, op, ins, out, a))
+        self.steps.append(HostStep(node.name, op, ins if op == "Add" else data, out, a))
         self.lsb[out] = min((np.min(self.lsb[t]) for t in data), default=np.array(1.0))
         if op in _GRID_OPS and data[0] in self.grid:
             self.grid[out] = self.grid[data[0]]

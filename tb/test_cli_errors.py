@@ -466,3 +466,27 @@ def test_run_layer_port_errors(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "--port /dev/ttyDOESNOTEXIST" in err and "Traceback" not in err, err
     assert not (tmp_path / "y.npy").exists()
+
+
+# -- 8. bias and run-net -------------------------------------------------------------------
+@pytest.mark.parametrize("values,needles", [
+    ([1, 2, 3], ("K = 2",)),
+    ([1.5, 2], ("bias[0] = ", "1.5")),
+    ([2**31, 0], ("bias[0] = ",)),
+])
+def test_bad_bias(files: Path, capsys, values, needles) -> None:
+    np.save(files / "b.npy", np.array(values))
+    refused(capsys, ["run-layer", "--weights", files / "w.npy", "--acts", files / "a.npy",
+                     "--bias", files / "b.npy", "--out", files / "y.npy"], "b.npy", *needles)
+    assert not (files / "y.npy").exists()
+
+
+def test_run_net_bad_inputs(files: Path, capsys) -> None:
+    refused(capsys, ["run-net", "--model", files / "none.onnx", "--input", files / "a.npy",
+                     "--out", files / "y.npy"], "none.onnx", "not found")
+    (files / "junk.onnx").write_bytes(b"\x00not a model")
+    refused(capsys, ["run-net", "--model", files / "junk.onnx", "--input", files / "a.npy",
+                     "--out", files / "y.npy"], "junk.onnx", "not a readable ONNX model")
+    refused(capsys, ["run-net", "--model", files / "none.onnx", "--input", files / "z.npz",
+                     "--out", files / "y.npy"], "z.npz")
+    assert not (files / "y.npy").exists()
