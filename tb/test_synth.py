@@ -376,7 +376,8 @@ def test_progress_not_a_tty() -> None:
     assert len(lines) == 4 and out.getvalue() == ""
 
 
-def test_progress_tty() -> None:
+def test_progress_tty(monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")    # the status line is cut to the terminal's width
     """On a terminal: one status line redrawn in place (carriage return), cleared before a
     message; stage changes are not separate lines."""
     import io
