@@ -175,6 +175,13 @@ class QDQBuilder:
         self.current = Act(dq, float(np.float32(scale)))
         return self.current
 
+    def _relu_finish(self, name: str, y: str, relu: bool, out_scale: float | str | None
+                     ) -> Act:
+        """An optional ``Relu`` (node ``name_relu``) on ``y``, then :meth:`_finish`."""
+        if relu:
+            y = self._node("Relu", f"{name}_relu", [y])
+        return self._finish(name, y, out_scale, None)
+
     def _finish(self, name: str, y: str, out_scale: float | str | None, same: float | None
                 ) -> Act:
         """Requantize float tensor ``y`` of layer ``name`` (or leave it raw when
@@ -282,9 +289,7 @@ class QDQBuilder:
         if dilation != 1:
             attrs["dilations"] = _pair(dilation)
         y = self._node("Conv", name, ins, **attrs)
-        if relu:
-            y = self._node("Relu", f"{name}_relu", [y])
-        return self._finish(name, y, out_scale, None)
+        return self._relu_finish(name, y, relu, out_scale)
 
     def gemm(self, name: str, w: np.ndarray, w_scale, bias: np.ndarray | None = None,
              relu: bool = False, out_scale: float | str | None = None, *,
@@ -299,9 +304,7 @@ class QDQBuilder:
         if bias is not None:
             ins.append(self._bias(name, bias, a.scale, ws, w.shape[0]))
         y = self._node("Gemm", name, ins, transB=1)
-        if relu:
-            y = self._node("Relu", f"{name}_relu", [y])
-        return self._finish(name, y, out_scale, None)
+        return self._relu_finish(name, y, relu, out_scale)
 
     def matmul(self, name: str, w: np.ndarray, w_scale, bias: np.ndarray | None = None,
                relu: bool = False, out_scale: float | str | None = None, *,
@@ -316,9 +319,7 @@ class QDQBuilder:
         if bias is not None:
             y = self._node("Add", f"{name}_add",
                            [y, self._bias(name, bias, a.scale, ws, w.shape[1])])
-        if relu:
-            y = self._node("Relu", f"{name}_relu", [y])
-        return self._finish(name, y, out_scale, None)
+        return self._relu_finish(name, y, relu, out_scale)
 
     # -- host ops -------------------------------------------------------------------------
     def maxpool(self, name: str, kernel: int | tuple[int, int], stride=None,
@@ -373,9 +374,7 @@ class QDQBuilder:
         if other.scale is None:
             raise ValueError(f"{name}: its input {other.name!r} is not quantized")
         y = self._node("Add", name, [a.name, other.name])
-        if relu:
-            y = self._node("Relu", f"{name}_relu", [y])
-        return self._finish(name, y, out_scale, None)
+        return self._relu_finish(name, y, relu, out_scale)
 
     def unary(self, name: str, op: str, out_scale: float | str = "auto", **attrs) -> Act:
         """Any one-input operator ``op`` (e.g. ``Relu``, ``Sigmoid``) on the current

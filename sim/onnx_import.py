@@ -299,16 +299,6 @@ class _Importer:
                 self.fail(node, f"operator {node.domain}.{node.op_type} is not supported "
                           f"(only standard ONNX operators)")
             op = node.op_type
-            if op == "Constant":
-                from onnx import numpy_helper
-
-                a = next((x for x in node.attribute if x.name == "value"), None)
-                if a is None:
-                    self.fail(node, "only a tensor 'value' is supported")
-                self.const[node.output[0]] = numpy_helper.to_array(a.t)
-                continue
-            if op in ("QuantizeLinear", "DequantizeLinear") and self.quantize_const(i, node):
-                continue
             if all(t in self.const for t in node.input if t) and op in ("Reshape", "Identity",
                                                                            "Flatten"):
                 self.fail(node, "computes on constants only (fold it before export)")
