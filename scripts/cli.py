@@ -382,8 +382,12 @@ def _bench_sweep(args: argparse.Namespace, cfg: Config) -> int:
                                               else None)
     out = Path(args.out) if args.out else (Path("docs/sweep") if docs == here
                                            else Path("sweep-results"))
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers {args.workers}: must be at least 1")
     res = sweep(cfg, sim=args.sim, seed=args.seed, quick=args.quick, out=out, docs=docs,
-                save_operands=Path(args.save_operands) if args.save_operands else None)
+                save_operands=Path(args.save_operands) if args.save_operands else None,
+                local=args.local, scheduler=args.scheduler, workers=args.workers,
+                cache=not args.no_cache)
     if args.json:
         write_json(args.json, res, default=str)
         print(f"wrote -> {args.json}")
@@ -782,6 +786,79 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    from .cluster import TaskFailed
+    from .explore import DEFAULT_DENSITIES, QUICK_LAYER, TARGET_LAYER, ExploreError, explore
+
+    check_output_dir(args.out, "--out")
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers {args.workers}: must be at least 1")
+    seeds = None
+    if args.seeds:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        except ValueError:
+            raise CliError(f"--seeds takes integers separated by commas, got "
+                           f"{args.seeds!r}") from None
+    try:
+        from .explore import digits_workload, layer_workload, network_workload
+
+        if args.model:
+            if not args.input:
+                raise CliError("--model needs --input X.npy (the float input of the model)")
+            x = np.load(args.input)
+            workload = network_workload(args.model, x)
+            name = f"{Path(args.model).name} on {Path(args.input).name}"
+        elif args.workload == "digits":
+            workload, name = digits_workload(args.images)
+        else:
+            dens = DEFAULT_DENSITIES
+            if args.densities:
+                try:
+                    dens = tuple(float(v) for v in args.densities.split(","))
+                except ValueError:
+                    dens = ()
+                if len(dens) != 2:
+                    raise CliError(f"--densities takes d_w,d_a, got {args.densities!r}")
+            workload = layer_workload(QUICK_LAYER if args.quick else TARGET_LAYER, *dens)
+            name = workload[0]["name"]
+        presets = None if args.presets is None else [
+            p for p in args.presets.split(",") if p.strip()]
+        data = explore(board=args.board, base=args.config, grid=args.grid, presets=presets,
+                workload=workload, workload_name=name, quick=args.quick, synth=args.synth,
+                rtl=args.rtl, seeds=seeds, clock_mhz=args.mhz, sim=args.sim,
+                scheduler=args.scheduler, workers=args.workers, local=args.local,
+                cache=not args.no_cache, out=Path(args.out),
+                cmd="doublesparse " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["explore"]
+                else "doublesparse explore")
+    except ExploreError as e:
+        raise CliError(str(e)) from None
+    except ConnectionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
+    except TaskFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
+    if data["rtl_mismatches"]:
+        print(f"error: RTL spot runs differ from the golden model: "
+              f"{', '.join(data['rtl_mismatches'])}", file=sys.stderr)
+        return 5
+    return 0
+
+
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="a running Dask scheduler (tcp://HOST:8786) to run the points on "
+                        "(default: a local cluster)")
+    p.add_argument("--workers", type=int,
+                   help="worker processes of the local cluster (default: one per CPU)")
+    p.add_argument("--local", action="store_true",
+                   help="run the points in this process, without Dask")
+    p.add_argument("--no-cache", action="store_true",
+                   help="run every point again (default: finished points come from the "
+                        "task cache, ~/.cache/doublesparse/tasks or $DS_TASK_CACHE_DIR)")
+
+
 def cmd_prove(args: argparse.Namespace) -> int:
     from .prove import cmd_prove as prove
 
@@ -837,8 +914,42 @@ def build_parser() -> argparse.ArgumentParser:
                                   "--quick)")
     b.add_argument("--save-operands", metavar="DIR",
                    help="sweep: save each point's W and A (.npy) to re-run it with run-layer")
+    _add_cluster(b)
     _add_config(b)
     b.set_defaults(func=cmd_bench)
+
+    x = sub.add_parser("explore", help="configurations x a workload on Dask: model cycles, "
+                                       "RTL spot runs, synthesis, Pareto front (CSV, PNG)")
+    x.add_argument("--board", choices=("ulx3s-85f", "icebreaker"), default="ulx3s-85f")
+    x.add_argument("--config", metavar="CFG",
+                   help="the base config the grid changes (default: the board's preset; "
+                        "with --quick a small one)")
+    x.add_argument("--grid", help="fields and values, e.g. 'pes=2,4,8;scan_width=16,64' "
+                                  "(default: per board, docs/explore.md)")
+    x.add_argument("--presets", help="presets explored besides the grid, comma-separated "
+                                     "(default: the board's; '' for none)")
+    x.add_argument("--workload", choices=("layer", "digits"), default="layer",
+                   help="layer: C = K = 64, 3x3, 16x16, pad 1 (with --quick 32, 8x8); "
+                        "digits: the digits CNN's engine layers (sim/digits_cnn.onnx)")
+    x.add_argument("--densities", metavar="DW,DA", help="layer: densities (default 0.25,0.1)")
+    x.add_argument("--images", type=int, default=1, help="digits: test images (default 1)")
+    x.add_argument("--model", help="a quantized ONNX model as the workload (with --input)")
+    x.add_argument("--input", help="--model's float input (.npy)")
+    x.add_argument("--quick", action="store_true",
+                   help="a small grid and layer, synthesis of the two smallest points")
+    x.add_argument("--synth", metavar="WHICH",
+                   help="points to synthesize: none, all, front (the model's Pareto front; "
+                        "the default) or N (the N smallest; --quick: 2)")
+    x.add_argument("--rtl", metavar="WHICH",
+                   help="points with an RTL spot run, as --synth (default front; --quick "
+                        "none)")
+    x.add_argument("--sim", choices=SIMS, default="verilator")
+    x.add_argument("--seeds", help="placement seeds, e.g. 1,2,3 (ulx3s-85f; default 1)")
+    x.add_argument("--mhz", type=float, help="target clock (default: the board's)")
+    x.add_argument("--out", default="build/explore", help="folder for the CSVs, JSON and "
+                                                          "plot (default build/explore)")
+    _add_cluster(x)
+    x.set_defaults(func=cmd_explore)
 
     st = sub.add_parser("study", help="the architecture study: candidate engines in the "
                                       "model over the density grid and VGG-16")

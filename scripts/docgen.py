@@ -576,6 +576,20 @@ def render_study(root: Path) -> str:
 
 # ---------------------------------------------------------------------------------------
 #: Every generated target. One line registers one more.
+EXPLORE_DIR = "docs/results/explore-ulx3s-85f"
+EXPLORE_CMD = (f"doublesparse explore --board ulx3s-85f --synth front:3 --rtl front:3 "
+               f"--out {EXPLORE_DIR}")
+
+
+def render_explore(root: Path) -> str:
+    from .explore import markdown
+
+    data = _load(root, f"{EXPLORE_DIR}/explore.json")
+    if data is None:
+        return _missing(f"{EXPLORE_DIR}/explore.json", EXPLORE_CMD)
+    return markdown(data, f"results/explore-ulx3s-85f/explore-{data['board']}.png")
+
+
 def _regmap():
     from ..rtl.engine import regmap
 
@@ -593,6 +607,7 @@ SECTIONS: list[Section | GeneratedFile] = [
     Section("docs/cnn.md", "cnn-network", render_cnn_network),
     Section("docs/cnn.md", "cnn-accuracy", render_cnn_accuracy),
     Section("docs/cnn.md", "cnn", render_cnn),
+    Section("docs/explore.md", "explore", render_explore),
     Section("docs/engine.md", "regmap", lambda: _regmap().markdown_tables()),
     GeneratedFile("docs/doublesparse_engine.h", lambda: _regmap().c_header()),
 ]

@@ -31,7 +31,13 @@ from ..sim.onnx_import import (
 from .layer import LayerSpec, run_layers
 from .progress import Progress
 
-__all__ = ["NetRun", "run_net", "reference_outputs", "lsb_diff", "print_table"]
+__all__ = ["NetRun", "run_net", "reference_outputs", "lsb_diff", "print_table", "should_fold"]
+
+
+def should_fold(w_shape: tuple[int, ...], cfg: Config) -> bool:
+    """Whether a convolution runs folded (``sim.conv.fold_kernel``): fewer input channels
+    than the scan width and a kernel larger than 1x1."""
+    return w_shape[1] < cfg.scan_width and w_shape[2] * w_shape[3] > 1
 
 
 @dataclass
@@ -83,8 +89,7 @@ class _RtlEngine:
 
     def spec(self, layer: EngineLayer, a: np.ndarray) -> tuple[LayerSpec, bool]:
         w, stride, pad = layer.w, layer.stride, layer.pad
-        folded = (self.fold and w.shape[1] < self.cfg.scan_width
-                  and w.shape[2] * w.shape[3] > 1)
+        folded = self.fold and should_fold(w.shape, self.cfg)
         if folded:
             w, a = fold_kernel(w, a, stride, pad)
             stride, pad = 1, 0

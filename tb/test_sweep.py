@@ -33,7 +33,9 @@ def test_rtl_columns_are_simulated(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(sw, "engine_cycles", lambda *a, **k: SENTINEL)
     sim = SIMS[0]
     print(f"seed {SEED}, sim {sim}")
-    res = sw.sweep(CFG, sim=sim, seed=SEED, quick=True, out=tmp_path, docs=None, layer=TINY)
+    # in this process (the patches do not reach Dask's workers), and no cached points
+    res = sw.sweep(CFG, sim=sim, seed=SEED, quick=True, out=tmp_path, docs=None, layer=TINY,
+                   local=True, cache=False)
     assert len(res["rtl"]) == 4
     for r in res["rtl"]:
         assert r["source"] == f"rtl-{sim}"
@@ -58,12 +60,15 @@ def test_rtl_columns_are_simulated(monkeypatch, tmp_path: Path) -> None:
     assert res["model"] and all(m["cycles_double"] == SENTINEL for m in res["model"])
 
 
-def test_outputs_written_from_rows(tmp_path: Path) -> None:
+def test_outputs_written_from_rows(tmp_path: Path, monkeypatch) -> None:
+    """The RTL points as tasks on a local Dask cluster of two workers."""
+    monkeypatch.setenv("DS_TASK_CACHE_DIR", str(tmp_path / "tasks"))
     sim = SIMS[0]
     docs = tmp_path / "perf.md"
     docs.write_text("# Performance\n\nintro kept\n")
     res = sw.sweep(CFG, sim=sim, seed=SEED, quick=True, out=tmp_path / "o", docs=docs,
-                   layer=TINY, grid=((0.25,), (0.5, 1.0)), anchors=[sw.ANCHORS[2]])
+                   layer=TINY, grid=((0.25,), (0.5, 1.0)), anchors=[sw.ANCHORS[2]],
+                   workers=2)
     assert res["anchors"][0]["row"]["d_w"] == sw.ANCHORS[2]["d_w"]
     rows = list(csv.DictReader((tmp_path / "o" / "sweep_rtl.csv").open()))
     assert [int(r["cycles_double"]) for r in rows[:2]] == \
