@@ -828,7 +828,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
                 workload=workload, workload_name=name, quick=args.quick, synth=args.synth,
                 rtl=args.rtl, seeds=seeds, clock_mhz=args.mhz, sim=args.sim,
                 scheduler=args.scheduler, workers=args.workers, local=args.local,
-                cache=not args.no_cache, out=Path(args.out),
+                cache=not args.no_cache, out=Path(args.out), fit=not args.keep_memories,
                 cmd="doublesparse " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["explore"]
                 else "doublesparse explore")
     except ExploreError as e:
@@ -948,6 +948,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--mhz", type=float, help="target clock (default: the board's)")
     x.add_argument("--out", default="build/explore", help="folder for the CSVs, JSON and "
                                                           "plot (default build/explore)")
+    x.add_argument("--keep-memories", action="store_true",
+                   help="explore the memory sizes as the base config and grid give them "
+                        "(default: each grid point's memories sized to the workload)")
     _add_cluster(x)
     x.set_defaults(func=cmd_explore)
 

@@ -577,7 +577,7 @@ def render_study(root: Path) -> str:
 # ---------------------------------------------------------------------------------------
 #: Every generated target. One line registers one more.
 EXPLORE_DIR = "docs/results/explore-ulx3s-85f"
-EXPLORE_CMD = (f"doublesparse explore --board ulx3s-85f --synth front:3 --rtl front:3 "
+EXPLORE_CMD = (f"doublesparse explore --board ulx3s-85f --synth front:6 --rtl front:6 "
                f"--out {EXPLORE_DIR}")
 
 

@@ -38,7 +38,9 @@ from ..sim.config import BOARD_CONFIG, PRESETS, Config, ConfigError
 from ..sim.conv import Layer, LayerError, fold_kernel, make_job
 from .cluster import Task, TaskCache, dask_client, run_tasks, say
 
-__all__ = ["ExploreError", "Point", "parse_grid", "grid_points", "layer_workload",
+__all__ = ["ExploreError", "Point", "parse_grid", "grid_points", "add_presets",
+           "fit_memories",
+           "layer_workload",
            "network_workload", "pareto", "explore", "model_task", "rtl_task", "plan_task",
            "synth_task", "BOARD_DEVICE", "TARGET_LAYER", "QUICK_LAYER"]
 
@@ -50,13 +52,12 @@ BOARD_DEVICE = {
 
 #: the grid explored when none is given: over the board's preset
 DEFAULT_GRID = {
-    "ulx3s-85f": "pes=2,4,8,16,32;scan_width=16,32,64;queue_depth=4,8",
+    "ulx3s-85f": "pes=2,4,8,16,32;scan_width=16,32,64",
     "icebreaker": "pes=1,2;scan_width=16;queue_depth=2,4,8",
 }
-#: ``--quick``: a small grid on memories that just hold the quick layer, a smaller layer,
-#: synthesis of the two smallest points
-QUICK_BASE = ("icebreaker,max_filters=32,max_channels=32,max_reduction=288,"
-              "act_mem_chunks=256,wgt_mem_chunks=1024,wval_mem_words=4096,out_mem_words=2048")
+#: ``--quick``: a small grid over the small preset (memories sized to the layer), a smaller
+#: layer, synthesis of the two smallest points
+QUICK_BASE = "icebreaker"
 QUICK_GRID = "pes=1,2,4,8;scan_width=16,32"
 
 #: the layer of the utilization targets (docs/performance.md): C = K = 64, 3x3, 16x16, pad 1
@@ -116,6 +117,7 @@ class Point:
     synth: dict | None = None
     est_luts: int | None = None
     flags: dict = field(default_factory=dict)
+    preset: bool = False                # a named preset (explored as it is)
 
     @property
     def cfg(self) -> Config:
@@ -127,7 +129,8 @@ def _point_name(changes: dict) -> str:
     return " ".join(f"{short.get(k, k)}{v}" for k, v in changes.items()) or "base"
 
 
-def grid_points(base: str, grid: dict[str, list[int]], presets: list[str] = ()) -> list[Point]:
+def grid_points(base: str, grid: dict[str, list[int]], presets: list[str] = ()
+                ) -> list[Point]:
     """The base config (a preset name or field list) with each combination of the grid's
     values, then the named presets; points with the same config are kept once. A point
     that sets ``pes`` but not ``out_lanes`` takes the most output lanes (1, 2, 4 or 8) up
@@ -155,19 +158,73 @@ def grid_points(base: str, grid: dict[str, list[int]], presets: list[str] = ()) 
         if key not in seen:
             seen.add(key)
             points.append(Point(name, cfg.to_dict()))
+    return add_presets(points, presets)
+
+
+def add_presets(points: list[Point], presets: list[str]) -> list[Point]:
+    """``points`` and the named presets after them; a preset equal to a point is that
+    point (its name says so)."""
+    points = list(points)
     for p in presets:
         if p not in PRESETS:
             raise ExploreError(f"unknown preset {p!r}; one of {', '.join(PRESETS)}")
-        cfg = Config.parse(p)
-        key = json.dumps(cfg.to_dict(), sort_keys=True)
-        if key in seen:
-            for pt in points:
-                if pt.config == cfg.to_dict():
-                    pt.name += f" (= {p})"
-            continue
-        seen.add(key)
-        points.append(Point(p, cfg.to_dict()))
+        cfg = Config.parse(p).to_dict()
+        same = [pt for pt in points if pt.config == cfg]
+        for pt in same:
+            pt.name += f" (= {p})"
+        if not same:
+            points.append(Point(p, cfg, preset=True))
     return points
+
+
+#: the memories :func:`fit_memories` sizes, and the limits it raises
+MEMORY_FIELDS = ("act_mem_chunks", "wgt_mem_chunks", "wval_mem_words", "out_mem_words")
+LIMIT_FIELDS = ("max_filters", "max_channels", "max_reduction")
+
+
+def fit_memories(points: list[Point], workload: list[dict], keep: tuple[str, ...] = ()
+                 ) -> list[Point]:
+    """Each valid point with its memories sized to the workload: every field of
+    :data:`MEMORY_FIELDS` not in ``keep`` set to the next power of two (at least 16) of
+    the most any job needs on that config (``sim.conv.layer_needs``, after folding as
+    run-net does), and the limits of :data:`LIMIT_FIELDS` raised to what the workload
+    needs. Presets stay as they are (add them after: :func:`add_presets`). A point the
+    sized config refuses becomes invalid with the reason; a point that becomes equal to
+    another is dropped."""
+    from ..sim.conv import layer_needs
+
+    out: list[Point] = []
+    seen: set[str] = set()
+    for p in points:
+        if p.invalid or p.preset:
+            out.append(p)
+            continue
+        cfg = p.cfg
+        need: dict[str, int] = {}
+        for job in workload:
+            w, a, stride, pad = _job_for(job, cfg)
+            K, C, R, S = w.shape
+            lay = Layer(K, C, R, S, a.shape[1], a.shape[2], stride, pad)
+            big = cfg.replace(max_filters=max(cfg.max_filters, K))   # so that the schedule
+            for k, v in layer_needs(lay, big, w).items():              # is counted
+                need[k] = max(need.get(k, 0), int(v))
+        changes = {k: max(16, 1 << max(0, need[k] - 1).bit_length())
+                   for k in MEMORY_FIELDS if k in need and k not in keep}
+        if "out_mem_words" in changes:
+            lanes = cfg.out_lanes
+            changes["out_mem_words"] = -(-changes["out_mem_words"] // lanes) * lanes
+        changes.update({k: need[k] for k in LIMIT_FIELDS
+                        if k in need and need[k] > getattr(cfg, k)})
+        try:
+            cfg = cfg.replace(**changes)
+        except ConfigError as e:
+            out.append(Point(p.name, None, invalid=f"memories sized to the workload: {e}"))
+            continue
+        key = json.dumps(cfg.to_dict(), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(Point(p.name, cfg.to_dict()))
+    return out
 
 
 def estimate_luts(cfg: Config) -> int:
@@ -471,11 +528,13 @@ def explore(board: str = "ulx3s-85f", base: str | None = None, grid: str | None 
             clock_mhz: float | None = None, sim: str = "verilator",
             scheduler: str | None = None, workers: int | None = None, local: bool = False,
             cache: bool = True, out: Path = Path("build/explore"), say=say,
-            cmd: str = "") -> dict:
+            cmd: str = "", fit: bool = True) -> dict:
     """Run an exploration (see the module's docstring); returns {"points": rows, "files":
     [...], ...} and writes ``points.csv``, ``pareto.csv``, ``explore.json`` and
     ``explore-<board>.png`` in ``out``. ``local`` runs the tasks in this process instead
-    of on Dask; ``cmd``: the command line, recorded in the JSON. Raises
+    of on Dask; ``cmd``: the command line, recorded in the JSON; ``fit``: size each
+    point's memories to the workload (:func:`fit_memories`; memory fields set by the grid
+    are kept). Raises
     :class:`ExploreError` for bad options."""
     from .synth import BOARD_MHZ, BOARDS
 
@@ -499,7 +558,12 @@ def explore(board: str = "ulx3s-85f", base: str | None = None, grid: str | None 
     if workload is None:
         workload = layer_workload(QUICK_LAYER if quick else TARGET_LAYER, *DEFAULT_DENSITIES)
         workload_name = workload[0]["name"]
-    points = grid_points(base, parse_grid(grid_text), presets)
+    grid_fields = parse_grid(grid_text)
+    if fit:
+        points = add_presets(fit_memories(grid_points(base, grid_fields), workload,
+                                          keep=tuple(grid_fields)), presets)
+    else:
+        points = grid_points(base, grid_fields, presets)
     valid = [p for p in points if p.config]
     if not valid:
         raise ExploreError("no valid configuration in the grid: " +
@@ -572,7 +636,8 @@ def explore(board: str = "ulx3s-85f", base: str | None = None, grid: str | None 
     data = {"board": board, "device": dev, "base": base, "grid": grid_text,
             "presets": presets, "workload": workload_name, "clock_mhz": clock_mhz,
             "seeds": seeds, "sim": sim, "seconds": time.time() - t0, "points": rows,
-            "rtl_mismatches": mismatches, "cmd": cmd or "doublesparse explore"}
+            "rtl_mismatches": mismatches, "cmd": cmd or "doublesparse explore",
+            "memories_fitted": fit}
     files[2].write_text(json.dumps(data, indent=1, default=_json_default) + "\n")
     _plot(files[3], rows, board, clock_mhz, f"{board}: {workload_name}")
 
@@ -585,6 +650,9 @@ def explore(board: str = "ulx3s-85f", base: str | None = None, grid: str | None 
 
 def markdown(data: dict, plot: str | None = None) -> str:
     """The exploration's table for a docs page (the section ``explore``)."""
+    def _md(v, spec: str) -> str:
+        return "" if v is None or v == "" else format(v, spec)
+
     lines = [f"Board {data['board']} ({data['device']['device']}), base config "
              f"`{data['base']}`, grid `{data['grid']}`"
              + (f", presets {', '.join(data['presets'])}" if data.get("presets") else "")
@@ -609,12 +677,12 @@ def markdown(data: dict, plot: str | None = None) -> str:
         syn = ("(" + r["synth_error"][:60] + ")") if r.get("synth_error") else ""
         lines.append(
             f"| {r['point']} | {r['pes']} | {r['scan_width']} | {r['queue_depth']} | "
-            f"{_fmt(r.get('est_luts'), ',d')} | {_fmt(r.get('model_cycles'), ',d')} | "
-            f"{_fmt(r.get('utilization'), '.2f')} | {_fmt(r.get('speedup_vs_dense'), '.1f')} | "
-            f"{_fmt(r.get('gops_at_target'), '.1f')} | {rtl} | "
-            f"{_fmt(r.get('fmax_mhz'), '.1f')}{syn} | {_fmt(r.get('luts'), ',d')} | "
-            f"{_fmt(r.get('ffs'), ',d')} | {_fmt(r.get('brams'), 'd')} | "
-            f"{_fmt(r.get('gops_at_fmax'), '.1f')} | {front} |".replace("| - |", "| |"))
+            f"{_md(r.get('est_luts'), ',d')} | {_md(r.get('model_cycles'), ',d')} | "
+            f"{_md(r.get('utilization'), '.2f')} | {_md(r.get('speedup_vs_dense'), '.1f')} | "
+            f"{_md(r.get('gops_at_target'), '.1f')} | {rtl} | "
+            f"{_md(r.get('fmax_mhz'), '.1f')}{syn} | {_md(r.get('luts'), ',d')} | "
+            f"{_md(r.get('ffs'), ',d')} | {_md(r.get('brams'), 'd')} | "
+            f"{_md(r.get('gops_at_fmax'), '.1f')} | {front} |")
     return "\n".join(lines) + "\n"
 
 

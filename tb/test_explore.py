@@ -66,6 +66,33 @@ def test_grid_points() -> None:
         ex.grid_points("pes=0", {}, [])
 
 
+def test_fit_memories() -> None:
+    """Each grid point's memories are the next power of two of what the workload needs
+    (so the workload fits and a memory half the size would not); memory fields the grid
+    sets are kept; presets are explored as they are."""
+    from doublesparse.sim.conv import LayerError, make_job
+
+    wl = ex.layer_workload(Layer(K=24, C=40, R=3, S=3, H=7, W=7, stride=1, pad=1), 0.3, 0.5,
+                           seed=SEED)
+    pts = ex.add_presets(ex.fit_memories(
+        ex.grid_points("ulx3s-16", ex.parse_grid("pes=2,8;scan_width=16,64;wval_mem_words=64")),
+        wl, keep=("wval_mem_words",)), ["ulx3s-16"])
+    assert [p.name for p in pts][-1] == "ulx3s-16"
+    assert pts[-1].config == Config.parse("ulx3s-16").to_dict()
+    for p in pts[:-1]:
+        cfg = p.cfg
+        assert cfg.wval_mem_words == 64
+        for f in ("act_mem_chunks", "wgt_mem_chunks", "out_mem_words"):
+            v = getattr(cfg, f)
+            assert v & (v - 1) == 0 and v >= 16, (p.name, f, v)
+            if v > 16:
+                w, a, stride, pad = ex._job_for(wl[0], cfg)
+                with pytest.raises(LayerError, match=f):
+                    make_job(w, a, cfg.replace(**{f: v // 2}), stride, pad)
+        res = ex.model_task({"config": p.config, "jobs": wl})
+        assert res["error"] is None or "wval_mem_words" in res["error"], (p.name, res)
+
+
 def _front_reference(xs, ys) -> list[bool]:
     """The front by sorting: walk by x ascending (y descending among equals) and keep a
     point when its y beats every point with a smaller x; equal points share the verdict."""
